@@ -85,17 +85,23 @@ def paint_faces(table: dict[str, np.ndarray], size: int, channels: int) -> np.nd
     np.multiply(background.T[:, :, None, None], gradient[None, None, :, None], out=canvas)
     np.minimum(canvas, f32(255.0), out=canvas)
 
-    # Back hair: head ellipse; short hair is cut at ear level, long hair adds a box to the shoulders.
+    # Back hair: head ellipse cut at ear level; long hair adds a box from there to the shoulders
+    # (painted on the long-haired faces only), which covers the cut.
     hcy, hrx, hry = cy - f32(0.02) * unit, rx + f32(0.04) * unit, ry + f32(0.035) * unit
-    wide = rx + f32(0.05) * unit
-    win = _box(size, cx, cy + f32(0.13) * unit, wide, ry + f32(0.2) * unit)
+    cut = cy + f32(0.03) * unit
+    win = raster.window(size, hcy - hry, cut, cx - hrx, cx + hrx)
     if win is not None:
-        head = ellipse_distance(win.x, win.y, cx, hcy, hrx, hry)
-        cut = np.maximum(head, win.y - (cy + f32(0.03) * unit))
-        drape = rounded_box_distance(win.x, win.y, cx, cy + f32(0.17) * unit, wide,
-                                     f32(0.2) * unit, f32(0.06) * unit)
-        shape = np.where(long_hair, np.minimum(head, drape), cut)
-        paint(win.view(canvas), coverage(shape), hair)
+        head = np.maximum(ellipse_distance(win.x, win.y, cx, hcy, hrx, hry), win.y - cut)
+        paint(win.view(canvas), coverage(head), hair)
+    wide, drape_cy, drape_half = rx + f32(0.05) * unit, cy + f32(0.17) * unit, f32(0.2) * unit
+    on = np.flatnonzero(long_hair)
+    win = _box(size, cx[on], drape_cy[on], wide[on], drape_half[on]) if on.size else None
+    if win is not None:
+        view = win.view(canvas)[:, on]  # a copy: painted, then written back
+        drape = rounded_box_distance(win.x, win.y, cx[on], drape_cy[on], wide[on], drape_half[on],
+                                     f32(0.06) * unit[on])
+        paint(view, coverage(drape), hair[on])
+        win.view(canvas)[:, on] = view
 
     # Neck (shaded skin), then shoulders in the shirt colour over its lower end.
     win = _box(size, cx, cy + f32(0.3) * unit, f32(0.085) * unit, f32(0.12) * unit)
