@@ -75,13 +75,15 @@ class PlanarFlows(keras.layers.Layer):
                 f"z0 must have last dimension latent_dim={self.latent_dim}. Received: z0 shape {tuple(z0_shape)}"
             )
         k, d = self.num_flows, self.latent_dim
+        if k == 0:
+            return  # the identity: no weights, so optimizers see no gradient-less variables
         if self.mode == "global":
             self.u = self.add_weight(shape=(k, d), initializer=keras.initializers.RandomNormal(stddev=0.01), name="u")
             self.w = self.add_weight(
                 shape=(k, d), initializer=keras.initializers.RandomNormal(stddev=1.0 / np.sqrt(d)), name="w"
             )
             self.b = self.add_weight(shape=(k,), initializer="zeros", name="b")
-        elif k > 0:
+        else:
             if features_shape is None or features_shape[-1] is None:
                 raise ValueError(
                     "mode='amortized' needs `features` [B, F] with a known F to build. "

@@ -1,0 +1,120 @@
+"""Training data for a run: the built-in faces in memory, or shards made by ``data_prep``.
+
+``training_data(config)`` returns ``TrainingData`` with a training and a validation
+``tf.data.Dataset`` of float32 images [B, S, S, C] in [0, 1], plus a small numpy batch
+of held-out images for sample grids and metrics.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from facevae.config import DataConfig, RunConfig
+
+__all__ = ["DataUnavailable", "TrainingData", "training_data", "synthetic_datasets"]
+
+_PREPARE_HINT = {
+    "ffhq": "python -m data_prep ffhq --src FFHQ_DIR --out DIR --size 128",
+    "folder": "python -m data_prep folder --src IMAGES_DIR --out DIR --size 64",
+    "mnist": "python -m data_prep mnist --src MNIST_DIR --out DIR",
+    "binarized_mnist": "python -m data_prep binarized-mnist --src BINARIZED_MNIST_DIR --out DIR",
+}
+
+
+class DataUnavailable(ValueError):
+    """The data a config asks for is missing or unusable; the message says how to prepare it."""
+
+
+@dataclass
+class TrainingData:
+    train: tf.data.Dataset
+    validation: tf.data.Dataset
+    preview: np.ndarray  # float32 [n, S, S, C] held-out images in [0, 1]
+    mean_image: np.ndarray  # float32 [S, S, C], mean of the training images (a baseline predictor)
+
+
+def _to_float(images: tf.Tensor) -> tf.Tensor:
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def synthetic_datasets(data: DataConfig, batch_size: int, seed: int) -> TrainingData:
+    """Built-in procedural faces: ``train_count`` for training, the next ``validation_count`` held out."""
+    from data_prep.synthetic import generate_faces
+
+    size, channels = data.image_size, data.channels
+    train, _ = generate_faces(data.train_count, size=size, seed=seed, channels=channels)
+    held_out, _ = generate_faces(
+        data.validation_count, size=size, seed=seed, channels=channels, start=data.train_count
+    )
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices(train)
+        .shuffle(len(train), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size, drop_remainder=True)
+        .map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    validation_ds = (
+        tf.data.Dataset.from_tensor_slices(held_out)
+        .batch(batch_size)
+        .map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    mean_image = train.astype(np.float64).mean(axis=0) / 255.0
+    return TrainingData(train_ds, validation_ds, held_out[:64].astype(np.float32) / 255.0, mean_image.astype(np.float32))
+
+
+def _shard_datasets(data: DataConfig, batch_size: int, seed: int) -> TrainingData:
+    hint = _PREPARE_HINT[data.dataset]
+    if not data.data_dir:
+        raise DataUnavailable(f"--dataset {data.dataset} needs --data-dir; prepare shards with: {hint}")
+    shard_dir = data.data_dir
+    if not tf.io.gfile.exists(shard_dir):
+        raise DataUnavailable(f"--data-dir {shard_dir} does not exist; prepare shards with: {hint}")
+    from data_prep import pipeline
+    from data_prep.manifest import is_shard_dir, read_manifest
+    from data_prep.prepare import prepare_dataset
+
+    if not is_shard_dir(shard_dir):
+        shard_dir = os.path.join(data.data_dir.rstrip("/") + "-shards", f"{data.image_size}px")
+        print(f"{data.data_dir} holds raw data; preparing shards into {shard_dir} (once)")
+        kind = data.dataset
+        prepare_dataset(kind, data.data_dir, shard_dir, size=data.image_size if kind in ("ffhq", "folder") else None)
+    manifest = read_manifest(shard_dir)
+    height, width, channels = manifest["image_shape"]
+    if (height, channels) != (data.image_size, data.channels):
+        raise DataUnavailable(
+            f"shards in {shard_dir} hold {height}px x {channels} images but --image-size {data.image_size} "
+            f"with {data.channels} channels was asked; re-run data_prep with --size {data.image_size} "
+            f"or pass --image-size {height}"
+        )
+    splits = manifest["splits"]
+    held_out = next((s for s in ("validation", "test") if splits.get(s)), None)
+    if held_out is None:
+        raise DataUnavailable(f"shards in {shard_dir} have no validation or test split")
+    binarize = data.binarize
+    train = pipeline.load(
+        shard_dir, "train", batch_size, training=True, flip=data.flip, binarize=binarize, seed=seed
+    )
+    validation = pipeline.load(shard_dir, held_out, batch_size, training=False, binarize=binarize, seed=seed)
+    preview = np.concatenate([b.numpy() for b in validation.take(max(1, 64 // batch_size + 1))])[:64]
+    mean_image = _mean_image(pipeline.load(shard_dir, "train", 256, training=False, seed=seed).take(40))
+    return TrainingData(train, validation, preview, mean_image)
+
+
+def _mean_image(dataset: tf.data.Dataset) -> np.ndarray:
+    total, count = None, 0
+    for batch in dataset:
+        batch = batch.numpy().astype(np.float64)
+        total = batch.sum(0) if total is None else total + batch.sum(0)
+        count += len(batch)
+    return (total / count).astype(np.float32)
+
+
+def training_data(config: RunConfig) -> TrainingData:
+    """The datasets ``config.data`` describes, batched by ``config.train.batch_size``."""
+    if config.data.dataset == "synthetic":
+        return synthetic_datasets(config.data, config.train.batch_size, config.train.seed)
+    return _shard_datasets(config.data, config.train.batch_size, config.train.seed)
