@@ -17,6 +17,8 @@ __all__ = [
     "DATASETS",
     "FLOW_MODES",
     "IMAGE_SIZES",
+    "JIT_CHOICES",
+    "STRATEGIES",
     "LIKELIHOODS",
     "DataConfig",
     "ModelConfig",
@@ -30,6 +32,8 @@ DATASETS = ("synthetic", "ffhq", "mnist", "binarized_mnist", "folder")
 IMAGE_SIZES = (28, 32, 64, 128, 256)
 LIKELIHOODS = ("gaussian", "mse", "bernoulli")
 FLOW_MODES = ("global", "amortized")
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+JIT_CHOICES = ("auto", "on", "off")
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -115,6 +119,10 @@ class TrainConfig:
 
     kl_warmup_epochs: the KL weight rises linearly from 0 to 1 over this many epochs
     (0 = full weight from the start). steps_per_epoch: None = one pass over the data.
+    batch_size: images per replica; a step takes batch_size * replicas images (the global batch).
+    strategy: tf.distribute strategy, one of STRATEGIES (see facevae.distributed.make_strategy).
+    mixed_precision: mixed_float16 on GPU, mixed_bfloat16 on CPU; sampling, flows and loss stay float32.
+    jit_compile: XLA for the training step: "on", "off", or "auto" (on for GPU, off for CPU).
     """
 
     epochs: int = 10
@@ -126,8 +134,15 @@ class TrainConfig:
     run_name: str | None = None
     steps_per_epoch: int | None = None
     export_dir: str = "saved_models"
+    strategy: str = "auto"
+    mixed_precision: bool = False
+    jit_compile: str = "auto"
 
     def validate(self) -> None:
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("jit_compile", self.jit_compile, JIT_CHOICES)
+        if not isinstance(self.mixed_precision, bool):
+            raise ValueError(f"mixed_precision must be True or False. Received: mixed_precision={self.mixed_precision!r}")
         _positive("epochs", self.epochs)
         _positive("batch_size", self.batch_size)
         _positive("learning_rate", self.learning_rate)

@@ -47,8 +47,9 @@ def build_encoder(config: ModelConfig) -> keras.Model:
     for i, filters in enumerate(config.filters):
         x = _conv_block(x, filters, f"enc{i}")
     features = keras.layers.Flatten(name="features")(x)
-    mean = keras.layers.Dense(config.latent_dim, name="mean")(features)
-    log_var = keras.layers.Dense(config.latent_dim, name="log_var")(features)
+    # The posterior heads stay float32 under a mixed-precision policy: sampling, flows and KL use them.
+    mean = keras.layers.Dense(config.latent_dim, name="mean", dtype="float32")(features)
+    log_var = keras.layers.Dense(config.latent_dim, name="log_var", dtype="float32")(features)
     return keras.Model(inputs, [mean, log_var, features], name="encoder")
 
 
@@ -63,7 +64,10 @@ def build_decoder(config: ModelConfig) -> keras.Model:
     widths = list(reversed(config.filters[:-1]))
     for i, filters in enumerate(widths):
         x = _conv_block(x, filters, f"dec{i}", transpose=True)
-    x = keras.layers.Conv2DTranspose(config.channels, 3, strides=2, padding="same", name="logits")(x)
+    # float32 logits under a mixed-precision policy, so the likelihood is computed in float32.
+    x = keras.layers.Conv2DTranspose(
+        config.channels, 3, strides=2, padding="same", name="logits", dtype="float32"
+    )(x)
     if padded != size:
         x = keras.layers.Cropping2D((padded - size) // 2, name="crop")(x)
     return keras.Model(inputs, x, name="decoder")
@@ -73,8 +77,10 @@ def build_decoder(config: ModelConfig) -> keras.Model:
 class GaussianSampler(keras.layers.Layer):
     """Reparameterised draw z = mean + exp(log_var / 2) * eps, eps ~ N(0, I), from a seeded generator.
 
-    ``call(mean, log_var, num_samples=None)``: [B, d] -> (z, eps), each [B, d], or
-    [S, B, d] when ``num_samples`` = S is given.
+    ``call(mean, log_var, num_samples=None, noise=None)``: [B, d] -> (z, eps), each [B, d], or
+    [S, B, d] when ``num_samples`` = S is given; ``noise`` supplies eps (same shape as z) instead
+    of drawing it (the distributed trainer draws it per global batch, so results do not depend on
+    how the batch is split across replicas).
     """
 
     def __init__(self, seed: int | None = None, **kwargs: Any):
@@ -82,7 +88,10 @@ class GaussianSampler(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, mean, log_var, num_samples: int | None = None):
+    def call(self, mean, log_var, num_samples: int | None = None, noise=None):
+        if noise is not None:
+            eps = tf.cast(noise, mean.dtype)
+            return mean + tf.exp(0.5 * log_var) * eps, eps
         shape = tf.shape(mean) if num_samples is None else tf.concat([[num_samples], tf.shape(mean)], 0)
         eps = keras.random.normal(shape, dtype=mean.dtype, seed=self.seed_generator)
         return mean + tf.exp(0.5 * log_var) * eps, eps
@@ -117,8 +126,9 @@ class FaceVAE(keras.Model):
         self.seed = seed
         self.encoder = build_encoder(config)
         self.decoder = build_decoder(config)
-        self.flows = PlanarFlows(config.flows, config.latent_dim, mode=config.flow_mode, name="flows")
-        self.sampler = GaussianSampler(seed, name="sampler")
+        # Sampling and flows run in float32 whatever the global dtype policy (mixed precision).
+        self.flows = PlanarFlows(config.flows, config.latent_dim, mode=config.flow_mode, name="flows", dtype="float32")
+        self.sampler = GaussianSampler(seed, name="sampler", dtype="float32")
         self.kl_weight = self.add_weight(
             shape=(), initializer="ones", trainable=False, name="kl_weight"
         )
@@ -169,15 +179,17 @@ class FaceVAE(keras.Model):
         return self.decode(z, training=training)
 
     # ----- the objective ----------------------------------------------------------------
-    def elbo_terms(self, images, training: bool = False) -> dict[str, tf.Tensor]:
+    def elbo_terms(self, images, training: bool = False, noise=None) -> dict[str, tf.Tensor]:
         """One-sample ELBO terms per example, each [B] in nats.
+
+        ``noise`` [B, d]: the standard-normal eps of z0 = mean + exp(log_var / 2) * eps (drawn here if None).
 
         reconstruction = -log p(x|zK); log_q0 = log q0(z0|x); log_det = sum_k log|det J_k|;
         log_prior = log p(zK); kl = log_q0 - log_det - log_prior; loss = reconstruction + kl;
         also the draws z0 and zk, each [B, d].
         """
         mean, log_var, features = self.posterior(images, training=training)
-        z0, _ = self.sampler(mean, log_var)
+        z0, _ = self.sampler(mean, log_var, noise=noise)
         zk, log_det = self.apply_flows(z0, features)
         logits = self.decode_logits(zk, training=training)
         reconstruction = self._reconstruction(images, logits)

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facevae import plots
+from facevae import distributed, plots
 from facevae.config import RunConfig
 from facevae.data import TrainingData, training_data
 from facevae.model import FaceVAE
@@ -164,6 +164,108 @@ def _write_json(path: str, values: dict) -> None:
     os.replace(f"{path}.tmp", path)
 
 
+def _resolve(config: RunConfig | None, resume: str | None) -> RunConfig:
+    """The run's config: ``config``, or the resumed run's config.json with epochs/strategy/jit from ``config``."""
+    if not resume:
+        return (config or RunConfig()).validate()
+    config_path = os.path.join(resume, "config.json")
+    if not os.path.exists(config_path):
+        raise FileNotFoundError(f"--resume {resume}: no config.json there; is it a run directory?")
+    saved = RunConfig.load(config_path)
+    if config is not None:  # allow more epochs, or other hardware, on resume
+        saved.train.epochs = config.train.epochs
+        saved.train.strategy, saved.train.jit_compile = config.train.strategy, config.train.jit_compile
+    return saved.validate()
+
+
+def _global_data(config: RunConfig, replicas: int) -> TrainingData:
+    scaled = RunConfig.from_dict(config.to_dict())
+    scaled.train.batch_size = config.train.batch_size * replicas
+    return training_data(scaled)
+
+
+def _distribute(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
+    """Split each global batch across replicas; across workers, shard by file (by element for in-memory data)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+
+def _means(sums: dict) -> dict:
+    count = max(float(sums["count"]), 1.0)
+    return {name: float(sums[name]) / count for name in ("loss", "reconstruction", "kl", "log_det")}
+
+
+def _evaluate(step, dataset) -> dict:
+    """Example-weighted means of the ELBO terms over a distributed dataset."""
+    totals: dict = {}
+    for index, batch in enumerate(dataset):
+        for name, value in step(batch, tf.constant(index, tf.int64)).items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    return _means(totals)
+
+
+class _Epochs:
+    """The epoch loop: Keras callbacks (progress bar, CSV, TensorBoard, ours) around a distributed step.
+
+    Like ``model.fit``: with steps_per_epoch set, one iterator runs on across epochs; logs are
+    running means of the batch means; validation logs get a ``val_`` prefix.
+    """
+
+    def __init__(self, model, strategy, train, validation, train_step, eval_step, steps_per_epoch):
+        self.model, self.strategy, self.steps = model, strategy, steps_per_epoch
+        self.train, self.validation = _distribute(strategy, train), _distribute(strategy, validation)
+        self.train_step, self.eval_step = train_step, eval_step
+        self.iterator = None
+
+    def _batches(self):
+        if self.steps is None:
+            yield from self.train
+            return
+        for _ in range(self.steps):
+            if self.iterator is None:
+                self.iterator = iter(self.train)
+            try:
+                yield next(self.iterator)
+            except StopIteration:
+                self.iterator = None
+                return
+
+    def run(self, callbacks, initial_epoch: int, epochs: int, guard: _StopOnNonFinite) -> None:
+        model = self.model
+        model.stop_training = False
+        callbacks.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            callbacks.on_epoch_begin(epoch)
+            totals, logs = {}, {}
+            for index, batch in enumerate(self._batches()):
+                callbacks.on_train_batch_begin(index)
+                batch_means = _means(self.train_step(batch))
+                for name, value in batch_means.items():
+                    totals[name] = totals.get(name, 0.0) + value
+                logs = {name: value / (index + 1) for name, value in totals.items()}
+                callbacks.on_train_batch_end(index, logs)
+                if model.stop_training:
+                    break
+            if guard.where is None:
+                logs.update({f"val_{k}": v for k, v in _evaluate(self.eval_step, self.validation).items()})
+            callbacks.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+        callbacks.on_train_end(logs)
+
+
+def _build_model(config: RunConfig, checkpoint: str | None, policy: str) -> FaceVAE:
+    if checkpoint:
+        return keras.models.load_model(checkpoint)
+    model = FaceVAE(config.model, seed=config.train.seed)
+    optimizer = keras.optimizers.Adam(config.train.learning_rate)
+    if policy == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer)
+    return model
+
+
 def fit(
     config: RunConfig | None = None,
     resume: str | None = None,
@@ -173,55 +275,64 @@ def fit(
 ) -> TrainResult:
     """Train a FaceVAE as ``config`` says, or resume the run in directory ``resume``.
 
-    ``data`` overrides the datasets the config names (bring your own tf.data pipelines);
-    ``callbacks`` are added to the built-in ones. Raises ``NonFiniteLoss`` when the loss
-    stops being finite; the last good checkpoint is kept.
+    ``data`` overrides the datasets the config names (bring your own tf.data pipelines, batched by
+    the global batch); ``callbacks`` are added to the built-in ones. Raises ``NonFiniteLoss`` when
+    the loss stops being finite; the last good checkpoint is kept. Under a multi-worker strategy
+    every worker calls ``fit``; only the chief writes the run directory and the export.
     """
+    config = _resolve(config, resume)
+    strategy = distributed.make_strategy(config.train.strategy)  # before other TF work (multi-worker)
+    chief = distributed.is_chief(strategy)
     if resume:
-        config_path = os.path.join(resume, "config.json")
-        if not os.path.exists(config_path):
-            raise FileNotFoundError(f"--resume {resume}: no config.json there; is it a run directory?")
-        saved = RunConfig.load(config_path)
-        if config is not None:  # allow e.g. more epochs on resume
-            saved.train.epochs = config.train.epochs
-        config, run_dir = saved, resume
-    else:
-        config = config or RunConfig()
-        config.validate()
+        run_dir = resume
+    elif chief:
         run_dir = _new_run_dir(config)
-    config.validate()
-    print(f"run directory: {run_dir}")
-    keras.utils.set_random_seed(config.train.seed)
-    data = data or training_data(config)
-
-    checkpoint, initial_epoch = latest_checkpoint(run_dir) if resume else (None, 0)
-    if checkpoint:
-        model = keras.models.load_model(checkpoint)
-        print(f"resuming {run_dir} from {os.path.basename(checkpoint)} (epoch {initial_epoch})")
     else:
-        model = FaceVAE(config.model, seed=config.train.seed)
-        model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
+        config.train.run_name = config.train.run_name or f"{config.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run_dir = os.path.join(config.train.output_dir, config.train.run_name)
+    replicas = strategy.num_replicas_in_sync
+    if chief:
+        print(f"run directory: {run_dir}")
+    keras.utils.set_random_seed(config.train.seed)
+    data = data or _global_data(config, replicas)
+    policy = distributed.precision_policy(config.train.mixed_precision)
+    jit = distributed.resolve_jit_compile(config.train.jit_compile)
+    previous_policy = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_dtype_policy(policy)
+    try:
+        return _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit, replicas)
+    finally:
+        keras.mixed_precision.set_dtype_policy(previous_policy)
+
+
+def _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit, replicas) -> TrainResult:
+    checkpoint, initial_epoch = latest_checkpoint(run_dir) if resume else (None, 0)
+    with strategy.scope():
+        model = _build_model(config, checkpoint, keras.mixed_precision.dtype_policy().name)
+        if checkpoint and chief:
+            print(f"resuming {run_dir} from {os.path.basename(checkpoint)} (epoch {initial_epoch})")
+        model.optimizer.build(model.trainable_variables)
+        distributed.synchronize_batch_norm(model, replicas > 1)
+        train_step = distributed.make_train_step(model, strategy, config.train.seed, jit_compile=jit)
+        eval_step = distributed.make_eval_step(model, strategy, config.train.seed)
 
     guard = _StopOnNonFinite()
-    all_callbacks = [
-        _KLWarmup(config.train.kl_warmup_epochs),
-        guard,
+    writers = [
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=initial_epoch > 0),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch"),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch", write_graph=False),
         _EpochArtifacts(run_dir, data.preview, guard, config.train.seed),
-        *(callbacks or []),
-    ]
+    ] if chief else []
+    verbose = (1 if verbose == "auto" else verbose) if chief else 0
+    callback_list = keras.callbacks.CallbackList(
+        [_KLWarmup(config.train.kl_warmup_epochs), guard, *writers, *(callbacks or [])],
+        add_history=True, add_progbar=verbose != 0, model=model,
+        verbose=verbose, epochs=config.train.epochs, steps=config.train.steps_per_epoch,
+    )
+    loop = _Epochs(model, strategy, data.train, data.validation, train_step, eval_step, config.train.steps_per_epoch)
     started = time.perf_counter()
+    steps_before = int(model.optimizer.iterations.numpy())
     if initial_epoch < config.train.epochs:
-        model.fit(
-            data.train,
-            epochs=config.train.epochs,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=config.train.steps_per_epoch,
-            validation_data=data.validation,
-            callbacks=all_callbacks,
-            verbose=verbose,
-        )
+        loop.run(callback_list, initial_epoch, config.train.epochs, guard)
     seconds = time.perf_counter() - started
     if guard.where is not None:
         last, epoch = latest_checkpoint(run_dir)
@@ -231,17 +342,33 @@ def fit(
             "Lower --learning-rate or use --kl-warmup, then --resume the run."
         )
 
-    history = plots.read_history(os.path.join(run_dir, "history.csv"))
-    plots.plot_loss_curves(history, os.path.join(run_dir, "loss.png"), title=os.path.basename(run_dir))
-    validation = model.evaluate(data.validation, verbose=0, return_dict=True)
+    validation = _evaluate(eval_step, loop.validation)  # every worker takes part (collective ops)
+    steps = int(model.optimizer.iterations.numpy())
+    export_dir = os.path.abspath(os.path.join(config.train.export_dir, os.path.basename(run_dir)))
     metrics = {
         "epochs": config.train.epochs,
-        "optimizer_steps": int(model.optimizer.iterations.numpy()),
+        "optimizer_steps": steps,
+        "replicas": replicas,
+        "global_batch_size": config.train.batch_size * replicas,
         "train_seconds_this_session": round(seconds, 1),
-        "validation": {k: float(v) for k, v in validation.items()},
-        **evaluate_reconstruction(model, data.validation, data.mean_image),
+        "images_per_second_this_session": round((steps - steps_before) * config.train.batch_size * replicas
+                                                / max(seconds, 1e-9), 1),
+        "validation": validation,
     }
+    if not chief:
+        return TrainResult(run_dir, export_dir, metrics, model)
+    history = plots.read_history(os.path.join(run_dir, "history.csv"))
+    plots.plot_loss_curves(history, os.path.join(run_dir, "loss.png"), title=os.path.basename(run_dir))
+    metrics.update(evaluate_reconstruction(model, data.validation, data.mean_image))
     _write_json(os.path.join(run_dir, "metrics.json"), metrics)
-    export_dir = export_model(model, os.path.join(config.train.export_dir, os.path.basename(run_dir)))
+    distributed_model = strategy is not tf.distribute.get_strategy()
+    export_model(_plain_copy(model) if distributed_model else model, export_dir)
     _link_export(run_dir, export_dir)
     return TrainResult(run_dir, export_dir, metrics, model)
+
+
+def _plain_copy(model: FaceVAE) -> FaceVAE:
+    """The model rebuilt outside any strategy (plain variables) with the same weights, for export."""
+    copy = FaceVAE(model.config, seed=model.seed)
+    copy.set_weights(model.get_weights())
+    return copy
