@@ -1,6 +1,6 @@
 """The convolutional VAE with planar flows on its latent: encoder, decoder and ``FaceVAE``.
 
-Encoder: 4 x [Conv2D(3x3, stride 2, 'same') -> BatchNorm -> LeakyReLU], Flatten, then
+Encoder: 4 x [Conv2D(3x3, stride 2, 'same') -> BatchNorm (fused kernel) -> LeakyReLU], Flatten, then
 Dense heads for the posterior mean and log-variance. Decoder: Dense -> Reshape ->
 4 x [Conv2DTranspose(3x3, stride 2) -> BatchNorm -> LeakyReLU], the last block without
 BatchNorm or activation, giving logits. 28 px images are zero-padded to 32 and cropped back.
@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from facevae import losses
+from facevae.batchnorm import FusedBatchNormalization
 from facevae.config import ModelConfig
 from facevae.flows import PlanarFlows
 
@@ -32,7 +33,7 @@ _PADDED_SIZE = {28: 32}
 def _conv_block(x, filters: int, name: str, transpose: bool = False):
     conv = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
     x = conv(filters, 3, strides=2, padding="same", name=f"{name}_conv")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act")(x)
 
 

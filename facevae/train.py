@@ -4,6 +4,9 @@
     python -m facevae.train --dataset ffhq --data-dir shards/ffhq128 --flows 5
     python -m facevae.train --dataset binarized_mnist --data-dir shards/bmnist --flows 10 --flow-mode amortized
     python -m facevae.train --resume runs/synthetic-20261121-101500
+    python -m facevae.train --dataset ffhq --data-dir gs://bucket/ffhq128 --strategy mirrored --mixed-precision
+    python -m facevae.train --dataset ffhq --data-dir gs://bucket/ffhq128 --strategy multiworker
+        (on every machine, each with its own TF_CONFIG; see docs/scaling.md)
 
 Flags left out take the value of the dataset's preset (facevae.config.PRESETS).
 """
@@ -15,7 +18,9 @@ import sys
 from typing import Sequence
 
 from facevae import cli
-from facevae.config import DATASETS, FLOW_MODES, IMAGE_SIZES, LIKELIHOODS, PRESETS, RunConfig, preset
+from facevae.config import (
+    DATASETS, FLOW_MODES, IMAGE_SIZES, JIT_CHOICES, LIKELIHOODS, PRESETS, STRATEGIES, RunConfig, preset,
+)
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
@@ -38,6 +43,9 @@ _OVERRIDES = {
     "output_dir": ("train", "output_dir"),
     "run_name": ("train", "run_name"),
     "export_dir": ("train", "export_dir"),
+    "strategy": ("train", "strategy"),
+    "mixed_precision": ("train", "mixed_precision"),
+    "jit_compile": ("train", "jit_compile"),
 }
 
 
@@ -75,18 +83,33 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--r-loss-factor", type=cli.positive_float, help="weight of the MSE for --likelihood mse (default: 10000)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=cli.positive_int, help=f"epochs in all ({_preset_values('train', 'epochs')})")
-    t.add_argument("--batch-size", type=cli.positive_int, help=f"images per step ({_preset_values('train', 'batch_size')})")
+    t.add_argument("--batch-size", type=cli.positive_int,
+                   help=f"images per step per replica; the global batch is this times the replica count "
+                        f"({_preset_values('train', 'batch_size')})")
     t.add_argument("--learning-rate", type=cli.positive_float, help=f"Adam step size ({_preset_values('train', 'learning_rate')})")
     t.add_argument("--kl-warmup", type=cli.non_negative_int,
                    help="epochs over which the KL weight rises linearly from 0 to 1; 0 = off (default: 0)")
     t.add_argument("--steps-per-epoch", type=cli.positive_int, help="cap on steps per epoch (default: one pass over the data)")
     t.add_argument("--seed", type=int, help="seed of data order, initial weights and sampling (default: 0)")
+    h = p.add_argument_group("hardware (docs/scaling.md)")
+    h.add_argument("--strategy", choices=STRATEGIES,
+                   help="tf.distribute strategy: 'auto' = multiworker if TF_CONFIG names several workers, else "
+                        "mirrored if there are several GPUs, else default; 'default' = one device; 'mirrored' = all "
+                        "local GPUs (or logical CPUs); 'multiworker' = MultiWorkerMirroredStrategy from TF_CONFIG "
+                        "(default: auto)")
+    h.add_argument("--mixed-precision", action="store_true", default=None,
+                   help="compute in mixed_float16 on GPU / mixed_bfloat16 on CPU; sampling, flows, KL and loss "
+                        "stay float32 (default: off)")
+    h.add_argument("--jit-compile", choices=JIT_CHOICES,
+                   help="XLA-compile the training step: 'auto' = on with a GPU, off on CPU, where it measured "
+                        "slower (default: auto)")
     o = p.add_argument_group("output")
     o.add_argument("--output-dir", help="where run directories go (default: runs)")
     o.add_argument("--run-name", help="name of the run directory and export (default: DATASET-YYYYMMDD-HHMMSS)")
     o.add_argument("--export-dir", help="where the SavedModel goes, as EXPORT_DIR/RUN_NAME (default: saved_models)")
     o.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue RUN_DIR from its last checkpoint with its config.json (only --epochs may change)")
+                   help="continue RUN_DIR from its last checkpoint with its config.json (only --epochs, --strategy "
+                        "and --jit-compile may change)")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -114,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m facevae.train: error: {error}", file=sys.stderr)
         return 2
     try:
-        result = fit(config if not args.resume or args.epochs else None, resume=args.resume,
+        resume_overrides = args.epochs or args.strategy or args.jit_compile
+        result = fit(config if not args.resume or resume_overrides else None, resume=args.resume,
                      verbose=0 if args.quiet else "auto")
     except (DataUnavailable, FileNotFoundError, FileExistsError) as error:
         print(f"python -m facevae.train: error: {error}", file=sys.stderr)

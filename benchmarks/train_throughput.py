@@ -1,0 +1,264 @@
+"""Training throughput of facevae's distributed training step: images/s, GFLOP/s against the matmul peak.
+
+Reproduce from the repository root (about 10 minutes on 2 cores):
+
+    PYTHONPATH=. python benchmarks/train_throughput.py
+
+Writes benchmarks/results/train_throughput.json and .md. For every image size (28, 64, 128 px) a
+fresh process (so its peak RSS is its own) times the step that ``facevae.trainer.fit`` runs
+(``facevae.distributed.make_train_step`` under the default strategy) for K = 0, 5, 10 planar flows,
+fed from memory (uint8 array -> tf.data) and from TFRecord shards written by this script in the
+data_prep layout (one tf.train.Example per image, raw uint8 bytes). Variants are interleaved and
+repeated; each timed block is preceded by a float32 matmul timing, and the fraction of peak is the
+median over repeats of (model GFLOP/s) / (matmul GFLOP/s measured just before), which cancels most
+of the noise of a shared machine.
+
+FLOPs per training image = 3 x forward FLOPs (backward = gradients for inputs and for weights, each
+about one forward), forward FLOPs = sum over layers of 2 x multiply-adds:
+Conv2D 2 * Ho * Wo * k * k * Cin * Cout; Conv2DTranspose 2 * Hi * Wi * k * k * Cin * Cout;
+Dense 2 * in * out; batch norm, activations, flows and the loss are not counted (< 1%).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+__all__ = ["model_flops", "matmul_gflops", "main"]
+
+COMMAND = "PYTHONPATH=. python benchmarks/train_throughput.py"
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def model_flops(model) -> float:
+    """Forward FLOPs per image of a FaceVAE (2 x multiply-adds of its convolutions and dense layers)."""
+    import keras
+
+    total = 0.0
+    for sub in (model.encoder, model.decoder):
+        for layer in sub.layers:
+            if isinstance(layer, keras.layers.Conv2DTranspose):
+                _, h, w, c_in = layer.input.shape
+                total += 2.0 * h * w * layer.kernel_size[0] * layer.kernel_size[1] * c_in * layer.filters
+            elif isinstance(layer, keras.layers.Conv2D):
+                _, h, w, c_out = layer.output.shape
+                c_in = layer.input.shape[-1]
+                total += 2.0 * h * w * layer.kernel_size[0] * layer.kernel_size[1] * c_in * c_out
+            elif isinstance(layer, keras.layers.Dense):
+                total += 2.0 * layer.input.shape[-1] * layer.units
+    return total
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best float32 matmul rate (GFLOP/s) of an n x n product in a tf.function: 2 n^3 FLOPs per call."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    product = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)))
+    product(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        began = time.perf_counter()
+        product(a, b).numpy()
+        best = min(best, time.perf_counter() - began)
+    return 2.0 * n**3 / best / 1e9
+
+
+def _config(size: int, flows: int, batch: int):
+    from facevae.config import preset
+
+    config = preset("mnist" if size == 28 else "ffhq")
+    config.data.image_size = config.model.image_size = size
+    config.model.flows, config.train.batch_size = flows, batch
+    config.train.strategy, config.train.jit_compile = "default", "off"
+    return config.validate()
+
+
+def _images(size: int, channels: int, count: int):
+    import numpy as np
+
+    return np.random.default_rng(0).integers(0, 256, (count, size, size, channels), dtype=np.uint8)
+
+
+def _write_shards(images, directory: str, shards: int = 4) -> list[str]:
+    import tensorflow as tf
+
+    paths = []
+    for index in range(shards):
+        path = os.path.join(directory, f"train-{index:05d}-of-{shards:05d}.tfrecord")
+        with tf.io.TFRecordWriter(path) as writer:
+            for image in images[index::shards]:
+                feature = {
+                    "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+                    "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(image.shape))),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        paths.append(path)
+    return paths
+
+
+def _to_float(images):
+    import tensorflow as tf
+
+    return tf.cast(images, tf.float32) / 255.0
+
+
+def memory_dataset(images, batch: int):
+    import tensorflow as tf
+
+    return (tf.data.Dataset.from_tensor_slices(images).repeat().shuffle(len(images), seed=0)
+            .batch(batch, drop_remainder=True).map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def shard_dataset(paths: list[str], shape: tuple, batch: int):
+    """Interleaved shard reads, batched (vectorised) parsing and decoding, prefetch."""
+    import tensorflow as tf
+
+    spec = {"image": tf.io.FixedLenFeature([], tf.string)}
+
+    def parse(records):
+        raw = tf.io.decode_raw(tf.io.parse_example(records, spec)["image"], tf.uint8)
+        return _to_float(tf.reshape(raw, (-1, *shape)))
+
+    files = tf.data.Dataset.from_tensor_slices(paths).repeat()
+    return (files.interleave(tf.data.TFRecordDataset, cycle_length=len(paths), num_parallel_calls=tf.data.AUTOTUNE)
+            .shuffle(1024, seed=0).batch(batch, drop_remainder=True)
+            .map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+
+
+def _step_for(config):
+    import keras
+    import tensorflow as tf
+
+    from facevae import distributed
+    from facevae.model import FaceVAE
+
+    strategy = tf.distribute.get_strategy()
+    keras.utils.set_random_seed(0)
+    model = FaceVAE(config.model, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate))
+    model.optimizer.build(model.trainable_variables)
+    return model, distributed.make_train_step(model, strategy, seed=0, jit_compile=False)
+
+
+def _time_steps(step, iterator, steps: int) -> float:
+    step(next(iterator))["loss"].numpy()  # warm-up (tracing happens on the first call only)
+    began = time.perf_counter()
+    for _ in range(steps):
+        sums = step(next(iterator))
+    float(sums["loss"])
+    return time.perf_counter() - began
+
+
+def run_size(size: int, flows_list: list[int], batch: int, steps: int, repeats: int) -> dict:
+    """Interleaved timings for one image size; runs in its own process."""
+    import tensorflow as tf
+
+    config = _config(size, flows_list[0], batch)
+    channels = config.data.channels
+    images = _images(size, channels, max(8 * batch, 1024))
+    workdir = tempfile.mkdtemp(prefix="facevae-throughput-")
+    paths = _write_shards(images, workdir)
+    variants = {}
+    for flows in flows_list:
+        model, step = _step_for(_config(size, flows, batch))
+        flops = 3.0 * model_flops(model)
+        for feed in ("memory", "shards"):
+            dataset = memory_dataset(images, batch) if feed == "memory" else shard_dataset(paths, images.shape[1:], batch)
+            variants[(flows, feed)] = (step, iter(dataset), flops)
+    rows = {key: {"images_per_second": [], "fraction_of_peak": [], "peak_gflops": []} for key in variants}
+    for _ in range(repeats):
+        for key, (step, iterator, flops) in variants.items():
+            peak = matmul_gflops(repeats=3)
+            seconds = _time_steps(step, iterator, steps)
+            rate = steps * batch / seconds
+            rows[key]["images_per_second"].append(rate)
+            rows[key]["fraction_of_peak"].append(rate * flops / 1e9 / peak)
+            rows[key]["peak_gflops"].append(peak)
+    tf.io.gfile.rmtree(workdir)
+    out = []
+    for (flows, feed), values in rows.items():
+        flops = variants[(flows, feed)][2]
+        ips = statistics.median(values["images_per_second"])
+        out.append({
+            "image_size": size, "flows": flows, "feed": feed, "batch_size": batch,
+            "train_gflop_per_image": flops / 1e9,
+            "images_per_second": ips, "gflops": ips * flops / 1e9,
+            "fraction_of_peak": statistics.median(values["fraction_of_peak"]),
+            "matmul_peak_gflops": statistics.median(values["peak_gflops"]),
+            "raw": values,
+        })
+    return {"rows": out, "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}
+
+
+def _markdown(results: dict) -> str:
+    lines = [
+        "| px | K | batch | feed | img/s | GFLOP/s | % of matmul peak | shards / memory | peak RSS (MB) |",
+        "|---:|--:|------:|------|------:|--------:|-----------------:|----------------:|--------------:|",
+    ]
+    for size_result in results["sizes"]:
+        rows = size_result["rows"]
+        memory = {r["flows"]: r["images_per_second"] for r in rows if r["feed"] == "memory"}
+        for r in rows:
+            ratio = r["images_per_second"] / memory[r["flows"]] if r["feed"] == "shards" else 1.0
+            lines.append(
+                f"| {r['image_size']} | {r['flows']} | {r['batch_size']} | {r['feed']} | {r['images_per_second']:.0f} | "
+                f"{r['gflops']:.0f} | {100 * r['fraction_of_peak']:.0f}% | {ratio:.2f} | {size_result['max_rss_mb']:.0f} |"
+            )
+    peaks = [r["matmul_peak_gflops"] for s in results["sizes"] for r in s["rows"]]
+    lines.append("")
+    lines.append(f"float32 matmul peak (2048^2, median of the timings interleaved with the runs): "
+                 f"{statistics.median(peaks):.0f} GFLOP/s. Settings: {results['settings']}. Command: `{COMMAND}`.")
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: str, text: str) -> None:
+    with open(f"{path}.tmp", "w") as f:
+        f.write(text)
+    os.replace(f"{path}.tmp", path)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[28, 64, 128])
+    p.add_argument("--flows", type=int, nargs="+", default=[0, 5, 10])
+    p.add_argument("--batch-size", type=int, default=None, help="per step (default: 100 at 28 px, 150 otherwise)")
+    p.add_argument("--steps", type=int, default=6, help="timed steps per block")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default=RESULTS)
+    p.add_argument("--one-size", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.one_size:
+        batch = args.batch_size or (100 if args.one_size == 28 else 150)
+        print("RESULT " + json.dumps(run_size(args.one_size, args.flows, batch, args.steps, args.repeats)))
+        return
+    settings = {k: os.environ.get(k) for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+                                                "TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS") if os.environ.get(k)}
+    settings["cpu_count"] = os.cpu_count()
+    results = {"command": COMMAND, "settings": settings, "sizes": []}
+    for size in args.sizes:
+        cmd = [sys.executable, os.path.abspath(__file__), "--one-size", str(size), "--steps", str(args.steps),
+               "--repeats", str(args.repeats), "--flows", *map(str, args.flows)]
+        if args.batch_size:
+            cmd += ["--batch-size", str(args.batch_size)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        line = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")][-1]
+        results["sizes"].append(json.loads(line[len("RESULT "):]))
+        print(f"{size} px done", flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    _write(os.path.join(args.out, "train_throughput.json"), json.dumps(results, indent=2))
+    table = _markdown(results)
+    _write(os.path.join(args.out, "train_throughput.md"), table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

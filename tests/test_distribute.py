@@ -1,0 +1,109 @@
+"""tf.distribute: two logical CPUs under MirroredStrategy match one device; two workers train as one.
+
+Each test runs its training in fresh Python processes (logical devices and multi-worker collectives
+must be configured before TensorFlow starts) with tiny settings: 32 px, filters (8, 16, 16, 16),
+K = 2 flows, 3 steps.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from facevae.config import TrainConfig
+from facevae.distributed import is_chief, make_strategy, resolve_jit_compile
+
+JOB = os.path.join(os.path.dirname(__file__), "_distribute_job.py")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Timeouts: each job needs about 25 s of CPU; the bounds leave room for a loaded shared machine.
+# Biases of convolutions followed by BatchNormalization: BN removes the batch mean, so their gradient
+# is identically zero and its float rounding noise, which depends on the summation order, is scaled
+# by Adam into steps of up to the learning rate; the BN moving means integrate those biases. Neither
+# can be compared across device layouts (they do not change what the model computes in training).
+PRE_BATCH_NORM_BIAS = ("_conv/bias", "_bn/moving_mean")
+
+
+def _env(**extra):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def _result(stdout: str) -> dict:
+    lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, stdout[-2000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def test_mirrored_over_two_cpus_matches_one_device_at_the_same_global_batch(tmp_path):
+    done = subprocess.run([sys.executable, JOB, "mirrored", str(tmp_path)], capture_output=True, text=True,
+                          timeout=300, env=_env())
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = _result(done.stdout)
+    assert result["replicas"] == [2, 1] and result["steps"] == [3, 3]
+    two, one = result["losses"]
+    assert two == pytest.approx(one, rel=1e-6)  # tolerance: float32 rounding of reductions in another order
+    compared = {k: v for k, v in result["weight_differences"].items() if not k.endswith(PRE_BATCH_NORM_BIAS)}
+    assert len(compared) > 40
+    for path, difference in compared.items():
+        # tolerance 1e-5 absolute, against weights that moved by about 3e-3 (3 Adam steps of 1e-3)
+        assert difference <= 1e-5, (path, difference, result["weight_movement"][path])
+    assert max(result["weight_movement"].values()) > 1e-3  # training did move the weights
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_train_identically_and_only_the_chief_writes(tmp_path):
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, JOB, "worker", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
+        )
+        for i in range(2)
+    ]
+    deadline = time.monotonic() + 300
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=max(1.0, deadline - time.monotonic())))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for worker, (stdout, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-3000:]
+    results = [_result(stdout) for stdout, _ in outputs]
+    assert [r["replicas"] for r in results] == [2, 2] and [r["steps"] for r in results] == [3, 3]
+    assert results[0]["weights_sha256"] == results[1]["weights_sha256"]
+    assert os.listdir(tmp_path / "runs") == ["multi"]
+    assert sorted(os.listdir(tmp_path / "runs" / "multi" / "checkpoints")) == ["epoch-001.keras"]
+    assert os.listdir(tmp_path / "saved_models") == ["multi"]
+    assert os.path.exists(tmp_path / "saved_models" / "multi" / "saved_model.pb")
+
+
+def test_strategy_choices_and_validation(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    strategy = make_strategy("auto")  # no TF_CONFIG, no GPU here: the default strategy
+    assert strategy.num_replicas_in_sync == 1 and is_chief(strategy)
+    assert resolve_jit_compile("on") and not resolve_jit_compile("off")
+    with pytest.raises(ValueError, match=r"Unknown strategy 'tpu'; expected one of \['auto', 'default'"):
+        make_strategy("tpu")
+    with pytest.raises(ValueError, match="needs the TF_CONFIG"):
+        make_strategy("multiworker")
+    with pytest.raises(ValueError, match=r"Unknown jit_compile 'yes'"):
+        TrainConfig(jit_compile="yes").validate()
+    with pytest.raises(ValueError, match=r"Received: mixed_precision='no'"):
+        TrainConfig(mixed_precision="no").validate()
