@@ -3,7 +3,7 @@
     python -m facevae.train                                  # built-in faces, a few minutes on 2 CPU cores
     python -m facevae.train --dataset ffhq --data-dir shards/ffhq128 --flows 5
     python -m facevae.train --dataset binarized_mnist --data-dir shards/bmnist --flows 10 --flow-mode amortized
-    python -m facevae.train --resume runs/synthetic-20261121-101500
+    python -m facevae.train --resume runs/RUN_NAME
 
 Flags left out take the value of the dataset's preset (facevae.config.PRESETS).
 """
