@@ -3,7 +3,7 @@
     python -m facevae.train                                  # built-in faces, a few minutes on 2 CPU cores
     python -m facevae.train --dataset ffhq --data-dir shards/ffhq128 --flows 5
     python -m facevae.train --dataset binarized_mnist --data-dir shards/bmnist --flows 10 --flow-mode amortized
-    python -m facevae.train --resume runs/synthetic-20261121-101500
+    python -m facevae.train --resume runs/RUN_NAME
     python -m facevae.train --dataset ffhq --data-dir gs://bucket/ffhq128 --strategy mirrored --mixed-precision
     python -m facevae.train --dataset ffhq --data-dir gs://bucket/ffhq128 --strategy multiworker
         (on every machine, each with its own TF_CONFIG; see docs/scaling.md)

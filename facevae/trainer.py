@@ -107,7 +107,7 @@ class _EpochArtifacts(keras.callbacks.Callback):
         self.model.save(f"{path}.tmp.keras")
         os.replace(f"{path}.tmp.keras", path)
         sheet = self._sheet()
-        plots.save_png(os.path.join(self.run_dir, "samples", f"epoch-{number:03d}.png"), sheet, scale=2)
+        plots.save_png(os.path.join(self.run_dir, "samples", f"epoch-{number:03d}.png"), sheet)
         with self.writer.as_default():
             tf.summary.image("samples", sheet[None], step=number)
         self.writer.flush()
