@@ -48,7 +48,7 @@ def test_mirrored_over_two_cpus_matches_one_device_at_the_same_global_batch(tmp_
     two, one = result["losses"]
     assert two == pytest.approx(one, rel=1e-6)  # tolerance: float32 rounding of reductions in another order
     compared = {k: v for k, v in result["weight_differences"].items() if not k.endswith(PRE_BATCH_NORM_BIAS)}
-    assert len(compared) > 40
+    assert len(compared) >= 30
     for path, difference in compared.items():
         # tolerance 1e-5 absolute, against weights that moved by about 3e-3 (3 Adam steps of 1e-3)
         assert difference <= 1e-5, (path, difference, result["weight_movement"][path])
