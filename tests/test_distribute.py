@@ -107,3 +107,13 @@ def test_strategy_choices_and_validation(monkeypatch):
         TrainConfig(jit_compile="yes").validate()
     with pytest.raises(ValueError, match=r"Received: mixed_precision='no'"):
         TrainConfig(mixed_precision="no").validate()
+
+
+def test_hardware_flags_reach_the_config():
+    from facevae.train import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--strategy", "mirrored", "--mixed-precision", "--jit-compile", "off"])
+    train = config_from_args(args).train
+    assert (train.strategy, train.mixed_precision, train.jit_compile) == ("mirrored", True, "off")
+    defaults = config_from_args(build_parser().parse_args([])).train
+    assert (defaults.strategy, defaults.mixed_precision, defaults.jit_compile) == ("auto", False, "auto")
