@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from facevae import distributed, plots
+from facevae.loop import EpochLoop, evaluate
 from facevae.config import RunConfig
 from facevae.data import TrainingData, training_data
 from facevae.model import FaceVAE
@@ -184,77 +185,6 @@ def _global_data(config: RunConfig, replicas: int) -> TrainingData:
     return training_data(scaled)
 
 
-def _distribute(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
-    """Split each global batch across replicas; across workers, shard by file (by element for in-memory data)."""
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.AUTO
-    return strategy.experimental_distribute_dataset(dataset.with_options(options))
-
-
-def _means(sums: dict) -> dict:
-    count = max(float(sums["count"]), 1.0)
-    return {name: float(sums[name]) / count for name in ("loss", "reconstruction", "kl", "log_det")}
-
-
-def _evaluate(step, dataset) -> dict:
-    """Example-weighted means of the ELBO terms over a distributed dataset."""
-    totals: dict = {}
-    for index, batch in enumerate(dataset):
-        for name, value in step(batch, tf.constant(index, tf.int64)).items():
-            totals[name] = totals.get(name, 0.0) + float(value)
-    return _means(totals)
-
-
-class _Epochs:
-    """The epoch loop: Keras callbacks (progress bar, CSV, TensorBoard, ours) around a distributed step.
-
-    Like ``model.fit``: with steps_per_epoch set, one iterator runs on across epochs; logs are
-    running means of the batch means; validation logs get a ``val_`` prefix.
-    """
-
-    def __init__(self, model, strategy, train, validation, train_step, eval_step, steps_per_epoch):
-        self.model, self.strategy, self.steps = model, strategy, steps_per_epoch
-        self.train, self.validation = _distribute(strategy, train), _distribute(strategy, validation)
-        self.train_step, self.eval_step = train_step, eval_step
-        self.iterator = None
-
-    def _batches(self):
-        if self.steps is None:
-            yield from self.train
-            return
-        for _ in range(self.steps):
-            if self.iterator is None:
-                self.iterator = iter(self.train)
-            try:
-                yield next(self.iterator)
-            except StopIteration:
-                self.iterator = None
-                return
-
-    def run(self, callbacks, initial_epoch: int, epochs: int, guard: _StopOnNonFinite) -> None:
-        model = self.model
-        model.stop_training = False
-        callbacks.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            callbacks.on_epoch_begin(epoch)
-            totals, logs = {}, {}
-            for index, batch in enumerate(self._batches()):
-                callbacks.on_train_batch_begin(index)
-                batch_means = _means(self.train_step(batch))
-                for name, value in batch_means.items():
-                    totals[name] = totals.get(name, 0.0) + value
-                logs = {name: value / (index + 1) for name, value in totals.items()}
-                callbacks.on_train_batch_end(index, logs)
-                if model.stop_training:
-                    break
-            if guard.where is None:
-                logs.update({f"val_{k}": v for k, v in _evaluate(self.eval_step, self.validation).items()})
-            callbacks.on_epoch_end(epoch, logs)
-            if model.stop_training:
-                break
-        callbacks.on_train_end(logs)
-
-
 def _build_model(config: RunConfig, checkpoint: str | None, policy: str) -> FaceVAE:
     if checkpoint:
         return keras.models.load_model(checkpoint)
@@ -328,7 +258,7 @@ def _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit
         add_history=True, add_progbar=verbose != 0, model=model,
         verbose=verbose, epochs=config.train.epochs, steps=config.train.steps_per_epoch,
     )
-    loop = _Epochs(model, strategy, data.train, data.validation, train_step, eval_step, config.train.steps_per_epoch)
+    loop = EpochLoop(model, strategy, data.train, data.validation, train_step, eval_step, config.train.steps_per_epoch)
     started = time.perf_counter()
     steps_before = int(model.optimizer.iterations.numpy())
     if initial_epoch < config.train.epochs:
@@ -342,7 +272,7 @@ def _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit
             "Lower --learning-rate or use --kl-warmup, then --resume the run."
         )
 
-    validation = _evaluate(eval_step, loop.validation)  # every worker takes part (collective ops)
+    validation = evaluate(eval_step, loop.validation)  # every worker takes part (collective ops)
     steps = int(model.optimizer.iterations.numpy())
     export_dir = os.path.abspath(os.path.join(config.train.export_dir, os.path.basename(run_dir)))
     metrics = {
