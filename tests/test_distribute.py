@@ -117,3 +117,27 @@ def test_hardware_flags_reach_the_config():
     assert (train.strategy, train.mixed_precision, train.jit_compile) == ("mirrored", True, "off")
     defaults = config_from_args(build_parser().parse_args([])).train
     assert (defaults.strategy, defaults.mixed_precision, defaults.jit_compile) == ("auto", False, "auto")
+
+
+@pytest.mark.slow  # about 25 s: XLA compiles the step
+def test_mixed_precision_and_xla_train_with_float32_heads_and_restore_the_policy(tmp_path):
+    import keras
+    import numpy as np
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from _distribute_job import tiny_config
+
+    from facevae.trainer import fit
+
+    config = tiny_config(str(tmp_path), "mixed", 16, "default")
+    config.train.mixed_precision, config.train.jit_compile, config.train.steps_per_epoch = True, "on", 2
+    result = fit(config, verbose=0)
+    assert keras.mixed_precision.dtype_policy().name == "float32"
+    model = result.model
+    assert model.encoder.get_layer("enc1_conv").compute_dtype == "bfloat16"
+    for name in ("mean", "log_var"):
+        assert model.encoder.get_layer(name).compute_dtype == "float32"
+    assert model.decoder.get_layer("logits").compute_dtype == "float32"
+    assert model.flows.compute_dtype == "float32" and model.sampler.compute_dtype == "float32"
+    assert all(np.isfinite(v) for v in result.metrics["validation"].values())
+    assert result.metrics["optimizer_steps"] == 2
