@@ -216,26 +216,32 @@ def run_size(size: int, flows_list: list[int], batch: int, steps: int, repeats: 
 
 def _markdown(results: dict) -> str:
     lines = [
-        "| px | K | batch | feed | img/s | GFLOP/s | % of matmul peak | shards / memory "
-        f"| img/s per CPU time ({CORES} cores) | % of peak per CPU time | peak RSS (MB) |",
+        f"| px | K | batch | feed | img/s | GFLOP/s | % of matmul peak | shards / memory "
+        "| img/s, best wall clock | % of peak, best wall clock | peak RSS (MB) |",
         "|---:|--:|------:|------|------:|--------:|-----------------:|----------------:|------:|------:|--------------:|",
     ]
     for size_result in results["sizes"]:
         rows = size_result["rows"]
-        memory = {r["flows"]: r["images_per_second"] for r in rows if r["feed"] == "memory"}
+        memory = {r["flows"]: r["cpu_images_per_second"] for r in rows if r["feed"] == "memory"}
         for r in rows:
-            ratio = r["images_per_second"] / memory[r["flows"]] if r["feed"] == "shards" else 1.0
+            ratio = r["cpu_images_per_second"] / memory[r["flows"]]
+            gflops = r["cpu_images_per_second"] * r["train_gflop_per_image"]
             lines.append(
-                f"| {r['image_size']} | {r['flows']} | {r['batch_size']} | {r['feed']} | {r['images_per_second']:.0f} | "
-                f"{r['gflops']:.0f} | {100 * r['fraction_of_peak']:.0f}% | {ratio:.2f} | "
-                f"{r['cpu_images_per_second']:.0f} | {100 * r['cpu_fraction_of_peak']:.0f}% | {size_result['max_rss_mb']:.0f} |"
+                f"| {r['image_size']} | {r['flows']} | {r['batch_size']} | {r['feed']} | {r['cpu_images_per_second']:.0f} | "
+                f"{gflops:.0f} | {100 * r['cpu_fraction_of_peak']:.0f}% | {ratio:.2f} | "
+                f"{r['images_per_second']:.0f} | {100 * r['fraction_of_peak']:.0f}% | {size_result['max_rss_mb']:.0f} |"
             )
-    peaks = ", ".join(f"{s['rows'][0]['image_size']} px run {s['rows'][0]['matmul_peak_gflops']:.0f}" for s in results["sizes"])
     cpu_peaks = [r["cpu_matmul_peak_gflops"] for s in results["sizes"] for r in s["rows"]]
-    lines.append("")
-    lines.append(f"float32 matmul peak measured in the same process (2048 x 2048, best wall-clock rate): {peaks} GFLOP/s; "
-                 f"per CPU time {statistics.median(cpu_peaks):.0f} GFLOP/s ({CORES} cores). "
-                 f"Training GFLOP per image = 3 x forward. Settings: {results['settings']}. Command: `{COMMAND}`.")
+    peaks = ", ".join(f"{s['rows'][0]['image_size']} px {s['rows'][0]['matmul_peak_gflops']:.0f}" for s in results["sizes"])
+    lines += [
+        "",
+        f"img/s, GFLOP/s and % of peak per CPU time of the benchmark process ({CORES} cores: img/s = images / "
+        f"(CPU seconds / {CORES})), medians of {len(results['sizes'][0]['rows'][0]['raw']['images_per_second'])} "
+        f"interleaved repeats; float32 matmul peak measured in the same processes: {statistics.median(cpu_peaks):.0f} "
+        f"GFLOP/s per CPU time; best wall-clock matmul: {peaks} GFLOP/s. Training GFLOP per image = 3 x forward "
+        "(conv, transposed conv and dense multiply-adds x 2). Peak RSS: the whole process for that image size. "
+        f"Settings: {results['settings']}. Command: `{COMMAND}`.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -254,15 +260,23 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default=RESULTS)
     p.add_argument("--one-size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--table-only", action="store_true", help="rewrite the .md from the .json in --out")
     args = p.parse_args(argv)
+    if args.table_only:
+        with open(os.path.join(args.out, "train_throughput.json")) as f:
+            table = _markdown(json.load(f))
+        _write(os.path.join(args.out, "train_throughput.md"), table)
+        print(table)
+        return
     if args.one_size:
         batch = args.batch_size or (100 if args.one_size == 28 else 150)
         print("RESULT " + json.dumps(run_size(args.one_size, args.flows, batch, args.steps, args.repeats)))
         return
     settings = {k: os.environ.get(k) for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
                                                 "TF_ENABLE_ONEDNN_OPTS", "OMP_NUM_THREADS") if os.environ.get(k)}
-    settings["cpu_count"] = os.cpu_count()
-    results = {"command": COMMAND, "settings": settings, "sizes": []}
+    settings["cores"] = CORES
+    load = os.getloadavg()[0]
+    results = {"command": COMMAND, "settings": settings, "sizes": [], "load_average_at_start": load}
     for size in args.sizes:
         cmd = [sys.executable, os.path.abspath(__file__), "--one-size", str(size), "--steps", str(args.steps),
                "--repeats", str(args.repeats), "--flows", *map(str, args.flows)]
