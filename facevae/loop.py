@@ -36,8 +36,9 @@ def evaluate(step, dataset) -> dict:
 class EpochLoop:
     """The epoch loop: Keras callbacks (progress bar, CSV, TensorBoard, ours) around a distributed step.
 
-    Like ``model.fit``: with steps_per_epoch set, one iterator runs on across epochs; logs are
-    running means of the batch means; validation logs get a ``val_`` prefix.
+    As in ``model.fit``, with steps_per_epoch set one iterator runs on across epochs (and a new pass
+    starts when the data ends, so every epoch has steps_per_epoch steps); logs are running means of
+    the batch means; validation logs get a ``val_`` prefix.
     """
 
     def __init__(self, model, strategy, train, validation, train_step, eval_step, steps_per_epoch):
@@ -47,17 +48,26 @@ class EpochLoop:
         self.iterator = None
 
     def _batches(self):
+        """One pass over the data, or exactly ``steps`` batches from an iterator that runs on across
+        epochs and starts a new pass over the data when the current one ends."""
         if self.steps is None:
             yield from self.train
             return
         for _ in range(self.steps):
+            batch = self._next()
+            if batch is None:  # an empty dataset
+                return
+            yield batch
+
+    def _next(self):
+        for _ in range(2):
             if self.iterator is None:
                 self.iterator = iter(self.train)
             try:
-                yield next(self.iterator)
-            except StopIteration:
+                return next(self.iterator)
+            except (StopIteration, tf.errors.OutOfRangeError):
                 self.iterator = None
-                return
+        return None
 
     def run(self, callbacks, initial_epoch: int, epochs: int, guard) -> None:
         """Epochs initial_epoch .. epochs - 1; no validation once ``guard.where`` marks a non-finite loss."""

@@ -141,3 +141,18 @@ def test_mixed_precision_and_xla_train_with_float32_heads_and_restore_the_policy
     assert model.flows.compute_dtype == "float32" and model.sampler.compute_dtype == "float32"
     assert all(np.isfinite(v) for v in result.metrics["validation"].values())
     assert result.metrics["optimizer_steps"] == 2
+
+
+def test_steps_per_epoch_runs_on_across_epochs_and_starts_new_passes():
+    import tensorflow as tf
+
+    from facevae.loop import EpochLoop
+
+    data = tf.data.Dataset.range(5).batch(1)
+    loop = EpochLoop(None, tf.distribute.get_strategy(), data, data, None, None, steps_per_epoch=3)
+    epochs = [[int(b.numpy()[0]) for b in loop._batches()] for _ in range(3)]
+    assert epochs == [[0, 1, 2], [3, 4, 0], [1, 2, 3]]
+    loop.steps = None
+    assert [int(b.numpy()[0]) for b in loop._batches()] == [0, 1, 2, 3, 4]
+    empty = EpochLoop(None, tf.distribute.get_strategy(), data.take(0), data, None, None, steps_per_epoch=3)
+    assert list(empty._batches()) == []
