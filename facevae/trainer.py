@@ -8,6 +8,10 @@
     tensorboard/           scalars, and the sample sheets as images
     samples/epoch-NNN.png  held-out originals above their reconstructions, then prior samples
     loss.png, metrics.json, export -> the SavedModel in <export_dir>/<run_name>/
+
+Training runs under a tf.distribute strategy (``config.train.strategy``: one device, all local
+GPUs, or several machines; see facevae/distributed.py and docs/scaling.md) through one custom loop
+(facevae/loop.py) with the usual Keras callbacks; under several workers only the chief writes.
 """
 from __future__ import annotations
 
