@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _vector(args, model, names):
+def _vector(args, model):
     """Compute the vector from --data (80% of the faces) and its AUC on the other 20%; also grid faces."""
     from facevae import latent
     from facevae.labelled_faces import load_labelled_faces
@@ -114,14 +114,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.vector:
         check_attribute(args.attribute, attribute_names(args.data), args.data)
 
-    from facevae import latent
     from facevae.images import check_paths, read_images
-    from facevae.inference import load_inference_model
-    from facevae.plots import save_image_grid
 
-    check_paths(args.images or [])
+    check_paths(args.images or [])  # before TensorFlow loads: a typo fails at once
     if args.vector and not args.images:
         parser.error("--images is required with --vector")
+    from facevae import latent
+    from facevae.inference import load_inference_model
+    from facevae.plots import save_image_grid
 
     model = load_inference_model(args.model)
     faces = None
@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"vector {args.vector!r} has size {vector.direction.size}; the model's latent size is {model.latent_dim}")
         print(f"loaded {vector.name!r} vector from {args.vector} (gap {vector.gap:.3f})")
     else:
-        vector, auc, faces, test = _vector(args, model, None)
+        vector, auc, faces, test = _vector(args, model)
         stem = os.path.splitext(args.out)[0]
         saved = latent.save_vector(f"{stem}_{vector.name}.npy", vector,
                                    extra={"model": model.source, "data": args.data, "held_out_auc": auc})
@@ -144,14 +144,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         images, notes = read_images(args.images, model.image_size, model.channels)
         for note in notes:
             print(note, file=sys.stderr)
-    elif faces is not None:
+    else:  # faces the vector was not computed from: without the attribute first, then with it
         index = np.flatnonzero(test)
         y = faces.labels[vector.name][index]
         half = args.rows // 2
         chosen = list(index[~y][:args.rows - half]) + list(index[y][:half])
         images = faces.images[chosen]
-    else:
-        parser.error("--images is required with --vector")
 
     alphas = args.alphas * (vector.gap if args.alpha_units == "gap" else 1.0)
     edited = latent.apply(model.encode(images), vector, alphas)  # [N, A, d]
