@@ -45,7 +45,7 @@ def _targets(table) -> dict[str, np.ndarray]:
             "long_hair": table["long_hair"].astype("float32"), "hair_colour": table["hair_colour"].astype("int32")}
 
 
-def train_classifier(size: int, channels: int, count: int = 6000, epochs: int = 4, seed: int = 7):
+def train_classifier(size: int, channels: int, count: int = 8000, epochs: int = 8, seed: int = 7):
     """A multi-head CNN trained on rendered faces (half blurred). Returns the keras.Model."""
     import keras
     from data_prep.synthetic import generate_faces
@@ -56,10 +56,11 @@ def train_classifier(size: int, channels: int, count: int = 6000, epochs: int = 
     x[::2] = _blur(x[::2])
     inputs = keras.Input((size, size, channels))
     h = inputs
-    for filters in (16, 32, 64):
-        h = keras.layers.Conv2D(filters, 3, padding="same", activation="relu")(h)
+    for filters in (16, 32, 64, 64):
+        h = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(h)
+        h = keras.layers.Activation("relu")(keras.layers.BatchNormalization()(h))
         h = keras.layers.MaxPooling2D()(h)
-    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(64, 3, padding="same", activation="relu")(h))
+    h = keras.layers.Dense(64, activation="relu")(keras.layers.Flatten()(h))
     outputs = {name: keras.layers.Dense(1, activation="sigmoid", name=name)(h) for name in HEADS[:3]}
     outputs["hair_colour"] = keras.layers.Dense(len(HAIR), activation="softmax", name="hair_colour")(h)
     model = keras.Model(inputs, outputs)

@@ -98,9 +98,20 @@ def _vector(args, model):
     return vector, auc, faces, test
 
 
+def _attach_values(argv: list[str]) -> list[str]:
+    """'--alphas -3:3:7' -> '--alphas=-3:3:7': argparse would take a value starting with '-' for a flag."""
+    out = []
+    for i, item in enumerate(argv):
+        if i and argv[i - 1] == "--alphas" and out and out[-1] == "--alphas":
+            out[-1] = f"--alphas={item}"
+        else:
+            out.append(item)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_values(list(sys.argv[1:] if argv is None else argv)))
     from facevae.labelled_faces import attribute_names, check_attribute
 
     if args.list:
