@@ -162,11 +162,13 @@ def main(argv=None) -> int:
         alpha = latent.default_alpha(vector)
         edits[name] = {"gap": vector.gap, "alpha": alpha, "auc_held_out": latent.separation_auc(vector, z, truth[name]),
                        **_edit_rates(model, classifier, z, truth, recon_pred, vector, alpha, name)}
-        edits[name]["sweep_add_success"] = {}
-        for multiple in (0.5, 1.0, 1.5, 2.0):
-            subset = ~truth[name]
-            pred = classify(classifier, model.decode(latent.apply(z[subset], vector, multiple * alpha)))
-            edits[name]["sweep_add_success"][str(multiple)] = float(np.mean(pred[name]))
+        edits[name]["sweep"] = {}
+        for multiple in (0.5, 1.5, 2.0):
+            rates = _edit_rates(model, classifier, z, truth, recon_pred, vector, multiple * alpha, name)
+            edits[name]["sweep"][str(multiple)] = {d: {k: rates[d][k] for k in ("success", "others_unchanged")}
+                                                  for d in ("add", "remove")}
+        edits[name]["sweep"]["1.0"] = {d: {k: edits[name][d][k] for k in ("success", "others_unchanged")}
+                                       for d in ("add", "remove")}
     morphs = {m: _morph(model, z, args.pairs, 8, 1, m) for m in ("slerp", "lerp")}
     result = {"model": os.path.realpath(args.model), "image_size": size, "latent_dim": model.latent_dim,
               "classifier_accuracy": accuracy, "edits": edits, "morph": morphs,
@@ -199,9 +201,14 @@ def render_markdown(result: dict) -> str:
             lines.append(f"| {direction} {name} | {r['faces']} | {'+' if direction == 'add' else '-'}{e['alpha']:.2f} | "
                          f"{e['auc_held_out']:.3f} | {_pct(r['success'])} | {_pct(r['others_unchanged'])} | "
                          f"{_pct(r[f'unchanged_{other}'])} | {_pct(r['unchanged_hair_colour'])} | {_pct(r['unchanged_long_hair'])} |")
-    lines += ["", "Add rate at multiples of the default alpha: " + "; ".join(
-        f"{name}: " + ", ".join(f"{k}x {_pct(v)}" for k, v in e["sweep_add_success"].items())
-        for name, e in result["edits"].items()), ""]
+    lines += ["", "Other strengths (multiples of the default alpha): success / other attributes unchanged.", "",
+              "| edit | 0.5x | 1x (default) | 1.5x | 2x |", "|---|---|---|---|---|"]
+    for name, e in result["edits"].items():
+        for direction in ("add", "remove"):
+            cells = [e["sweep"][m][direction] for m in ("0.5", "1.0", "1.5", "2.0")]
+            lines.append(f"| {direction} {name} | " + " | ".join(
+                f"{_pct(c['success'])} / {_pct(c['others_unchanged'])}" for c in cells) + " |")
+    lines.append("")
     lines += ["| morph | pairs | steps | distance to B decreases at every step | max abs endpoint error (A, B) |",
               "|---|---|---|---|---|"]
     for method, m in result["morph"].items():

@@ -4,11 +4,11 @@
     python -m facevae.attributes --model runs/latent-demo --data synthetic --attribute glasses --out glasses.png
     python -m facevae.attributes --model saved_models/latent-demo --data shards/ffhq64 --attribute smiling \\
         --images me.jpg you.png --alphas -3:3:7 --out smiling.png
-    python -m facevae.attributes --model runs/latent-demo --vector glasses_glasses.npy --images me.jpg --out g.png
+    python -m facevae.attributes --model runs/latent-demo --vector glasses.npy --images me.jpg --out g.png
 
 The vector is mean(z | attribute) - mean(z | not) over --count faces of --data, normalised to unit
 length (``facevae.latent.attribute_vector``; --balance holds correlated attributes fixed by least
-squares). It is saved beside the grid as <out>_<attribute>.npy with its statistics in a .json.
+squares). It is saved beside the grid (grid.png -> grid.npy, unit vector, and grid.json, its statistics).
 Alphas are multiples of the vector's class-mean gap unless --alpha-units latent: alpha = 1 is the
 default edit (a typical face without the attribute moves to the mean of the faces with it), -1
 the default removal. Each grid row is one face: the input, then its decodings at each alpha.
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         vector, auc, faces, test = _vector(args, model)
         stem = os.path.splitext(args.out)[0]
-        saved = latent.save_vector(f"{stem}_{vector.name}.npy", vector,
+        saved = latent.save_vector(f"{stem}.npy", vector,
                                    extra={"model": model.source, "data": args.data, "held_out_auc": auc})
         balance = f", controlled for {list(vector.controlled_for)}" if vector.controlled_for else ""
         auc_text = f"{auc:.3f}" if auc is not None else "n/a (held-out faces lack a class)"

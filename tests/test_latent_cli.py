@@ -102,9 +102,9 @@ def test_outputs_have_the_expected_layout(runs, setup):
     assert _png(tmp / "s.png").shape == (cell + 2, 4 * cell + 2, 3)
     assert _png(tmp / "m.png").shape == (cell + 2, (5 + 2) * cell + 2, 3)  # A, 5 steps, B
     assert _png(tmp / "g.png").shape == (2 * cell + 2, (3 + 1) * cell + 2, 3)  # 2 faces x (input + 3 alphas)
-    vector = np.load(tmp / "g_glasses.npy")
+    vector = np.load(tmp / "g.npy")
     assert vector.shape == (6,) and np.isclose(np.linalg.norm(vector), 1.0, atol=1e-5)
-    meta = json.loads((tmp / "g_glasses.json").read_text())
+    meta = json.loads((tmp / "g.json").read_text())
     assert meta["name"] == "glasses" and sum(meta["counts"]) == 60 and meta["gap"] > 0
 
 
