@@ -32,17 +32,26 @@ def centre_crop_resize(image: Image.Image, size: int) -> Image.Image:
 
 
 def check_paths(paths: list[str]) -> None:
-    """ImageError for the first path that is missing or a directory (cheap, before loading a model)."""
+    """ImageError for the first path that is missing, a directory or not an image (cheap: reads headers only)."""
     for path in paths:
         if not os.path.exists(path):
             raise ImageError(f"image {path!r} does not exist")
         if os.path.isdir(path):
             raise ImageError(f"image {path!r} is a directory, not an image file")
+        try:
+            with Image.open(path) as opened:
+                opened.verify()
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise ImageError(f"cannot read image {path!r}: {reason}") from None
 
 
 def read_image(path: str, size: int, channels: int) -> tuple[np.ndarray, str | None]:
     """Read ``path`` as float32 [size, size, channels] in [0, 1]; also a note when it had to be cropped or resized."""
-    check_paths([path])
+    if not os.path.exists(path):
+        raise ImageError(f"image {path!r} does not exist")
+    if os.path.isdir(path):
+        raise ImageError(f"image {path!r} is a directory, not an image file")
     try:
         with Image.open(path) as opened:
             opened.load()

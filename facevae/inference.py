@@ -6,7 +6,8 @@
     x = model.decode(z)             # [B, d] -> [B, S, S, C] in [0, 1]
 
 Loading a path uses only ``tf.saved_model.load`` (no facevae training code is imported), so an
-exported model works on a machine that has TensorFlow and nothing else. ``from_keras(model)``
+exported model works on a machine that has TensorFlow and nothing else. TensorFlow itself is
+imported only once the path has been checked, so a wrong path fails at once. ``from_keras(model)``
 wraps an in-memory ``FaceVAE`` in the same interface. Both work in batches of ``batch_size`` and
 return numpy arrays.
 """
@@ -16,7 +17,6 @@ import os
 from typing import Callable
 
 import numpy as np
-import tensorflow as tf
 
 __all__ = ["InferenceModel", "ModelLoadError", "load_inference_model", "from_keras"]
 
@@ -49,6 +49,8 @@ class InferenceModel:
         self.batch_size = int(batch_size)
 
     def _batched(self, fn: Callable, inputs: np.ndarray, out_shape: tuple) -> np.ndarray:
+        import tensorflow as tf
+
         inputs = np.asarray(inputs, dtype=np.float32)
         if len(inputs) == 0:
             return np.zeros((0,) + out_shape, np.float32)
@@ -109,6 +111,8 @@ def load_inference_model(path: str, batch_size: int = 256) -> InferenceModel:
     endpoints of ``facevae.serving.export_model``; shapes are read from their input signatures.
     """
     directory = _resolve(os.fspath(path))
+    import tensorflow as tf
+
     try:
         loaded = tf.saved_model.load(directory)
     except Exception as error:  # noqa: BLE001 - any load failure is reported as one line
