@@ -30,6 +30,8 @@ class AttributeDataError(ValueError):
 
 @dataclass
 class LabelledFaces:
+    """images float32 [N, S, S, C] in [0, 1]; labels and known: {attribute: bool [N]}; note: a resize note."""
+
     images: np.ndarray
     labels: dict[str, np.ndarray]
     known: dict[str, np.ndarray]

@@ -149,3 +149,17 @@ def test_list_shows_the_attributes_of_the_data(capsys):
 
     assert main(["--list"]) == 0
     assert "glasses" in capsys.readouterr().out
+
+
+def test_shard_attributes_come_from_the_manifest(tmp_path, capsys):
+    from facevae.attributes import main
+    from facevae.labelled_faces import AttributeDataError
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"attribute_names": ["Smiling", "Male", "age_20_29"],
+                                                         "splits": {"train": 10}}))
+    assert main(["--list", "--data", str(tmp_path)]) == 0
+    assert "Smiling, Male, age_20_29" in capsys.readouterr().out
+    with pytest.raises(AttributeDataError, match="'glasses' is not in .*; it offers: Smiling, Male, age_20_29"):
+        main(["--model", str(tmp_path), "--data", str(tmp_path), "--attribute", "glasses"])
+    with pytest.raises(AttributeDataError, match="neither 'synthetic' nor a shard directory"):
+        main(["--list", "--data", str(tmp_path / "nowhere")])
