@@ -74,6 +74,15 @@ def test_flow_density_integrates_to_one_and_agrees_with_the_forward_pass():
     np.testing.assert_allclose(density2d.flow_log_density(layer, zk.numpy()), forward, atol=2e-3)
 
 
+def test_flows_start_near_the_identity():
+    layer = PlanarFlows(32, 2, mode="global")
+    layer.build((None, 2))
+    density2d._start_near_identity(layer, seed=0)
+    z0 = tf.random.stateless_normal((500, 2), seed=(1, 0))
+    zk, log_det = layer(z0)
+    assert float(tf.reduce_max(tf.abs(zk - z0))) < 0.5 and float(tf.reduce_max(tf.abs(log_det))) < 0.5
+
+
 def test_fit_reduces_the_loss_and_plots(tmp_path):
     result = density2d.fit_flows("two-gaussians", 2, steps=200, batch=128, kl_samples=2000, grid_points=100)
     early, late = np.mean(result.losses[:20]), np.mean(result.losses[-50:])
@@ -112,5 +121,5 @@ def test_fifteen_flows_fit_the_two_gaussians_within_005_nats():
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["u1", "u2", "u3", "u4"])
 def test_kl_falls_as_flows_are_added(target):
-    kls = [density2d.fit_flows(target, k, steps=6000).kl for k in (2, 8, 32)]
+    kls = [density2d.fit_flows(target, k, steps=2000).kl for k in (2, 8, 32)]
     assert kls[0] > kls[1] > kls[2], kls
