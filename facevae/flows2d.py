@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             result = fit_flows(target, flows, steps=args.steps, batch=args.batch, learning_rate=args.learning_rate,
                                seed=args.seed, sigma=args.sigma, kl_samples=args.kl_samples, progress=progress)
             bar.close()
-            figure = plot_fit(result, os.path.join(args.figures, f"{target}-K{flows}.png"), sigma=args.sigma)
+            name = f"{target}-K{flows}" + (f"-sigma{args.sigma:g}" if target == "two-gaussians" and args.sigma != 1 else "")
+            figure = plot_fit(result, os.path.join(args.figures, f"{name}.png"), sigma=args.sigma)
             row = {**result.summary(), "seconds": round(time.perf_counter() - began, 1), "figure": figure}
             rows.append(row)
             print(f"{target} K={flows}: final loss {row['final_loss']:.4f} nats, "
