@@ -10,7 +10,7 @@ Trains on statically binarized MNIST (Larochelle and Murray's 50k/10k/10k split;
 likelihood), or with ``--dataset mnist --data-dir ../shared/data/mnist`` on the IDX MNIST with
 dynamic binarization (train 50k / validation 10k taken from the 60k, test 10k). Each model trains
 for ``--budget-minutes`` of wall-clock (or ``--epochs``, whichever ends first), then its test set
-(``--test-count`` images, default all) is scored with the model's own importance-weighted NLL.
+(``--test-count`` images drawn at random with the seed, default all) is scored with the model's own importance-weighted NLL.
 
 Writes into ``--out``: flows_study.md (the table), flows_study.json, and the figures
 flows_study_reconstructions_K0.png / _K5.png (test originals above reconstructions, as the
@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed shared by all models (default: 0)")
     p.add_argument("--importance-samples", type=cli.positive_int, default=5000, help="S for IW-NLL (default: 5000)")
     p.add_argument("--test-count", type=cli.positive_int, help="score the first N test images (default: all)")
+    p.add_argument("--test-pick", choices=("random", "first"), default="random",
+                   help="with --test-count: a seeded random subset or the first N images (default: random)")
     p.add_argument("--eval-batch", type=cli.positive_int, default=20, help="test images per IW batch (default: 20)")
     p.add_argument("--chunk", type=cli.positive_int, default=250, help="importance samples per pass (default: 250)")
     p.add_argument("--runs", default="runs/flows_study", help="run directories (default: runs/flows_study)")
@@ -236,7 +238,10 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     splits = load_digit_splits(args.dataset, args.data_dir)
     data = training_data(splits, args.batch_size, args.seed, dynamic=args.dataset == "mnist")
-    test = splits["test"][: args.test_count]
+    test = splits["test"]
+    if args.test_count and args.test_pick == "random":  # a seeded uniform subset, in test-set order
+        test = test[np.sort(np.random.default_rng(args.seed).choice(len(test), args.test_count, replace=False))]
+    test = test[: args.test_count]
     if args.dataset == "mnist":
         test = (np.random.default_rng(args.seed + 1).random(test.shape) < test).astype(np.float32)
     os.makedirs(args.out, exist_ok=True)
@@ -247,8 +252,9 @@ def main(argv=None) -> int:
         print(f"K={k}: " + ", ".join(f"{n}={v:.3f}" for n, v in results[k].items() if isinstance(v, float)))
     figures = _figures(results, test, args.out)
     command = "PYTHONPATH=. python benchmarks/flows_study.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    picked = f"{args.test_pick} {len(test)} of {len(splits['test'])}" if args.test_count else "all"
     table = [f"Command: `{command}`", "",
-             f"Test images: {len(test)}; importance samples S = {args.importance_samples}; "
+             f"Test images: {picked}; importance samples S = {args.importance_samples}; "
              f"budget {args.budget_minutes:g} min per model; latent {args.latent_dim}; batch {args.batch_size}; "
              f"Adam {args.learning_rate:g}; KL warm-up {args.kl_warmup} epochs; seed {args.seed}.", "",
              "| K | epochs | steps | train s | -ELBO (nats) | IW-NLL (nats) | +- s.e. | bits/dim | MSE | PSNR (dB) |",
