@@ -178,7 +178,7 @@ def _figures(results: dict, test: np.ndarray, out: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     written = []
-    originals = test[:10]
+    originals = test[np.linspace(0, len(test) - 1, 10).astype(int)]  # spread over the (class-sorted) test file
     for k in (0, 5):
         if k in results:
             recon = results[k]["_model"].reconstruct(originals).numpy()
