@@ -172,10 +172,7 @@ def evaluate_run(run_dir: str, test: np.ndarray, args) -> dict:
 
 
 def _figures(results: dict, test: np.ndarray, out: str) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the process's backend alone (notebooks)
 
     written = []
     originals = test[np.linspace(0, len(test) - 1, 10).astype(int)]  # spread over the (class-sorted) test file
@@ -185,7 +182,8 @@ def _figures(results: dict, test: np.ndarray, out: str) -> list[str]:
             path = os.path.join(out, f"flows_study_reconstructions_K{k}.png")
             written.append(plots.save_png(path, plots.image_grid(np.concatenate([originals, recon]), 10), scale=2))
     for skip, name in ((0, "flows_study_loss.png"), (1, "flows_study_loss_no_first.png")):
-        figure, axis = plt.subplots(figsize=(6, 3.5))
+        figure = Figure(figsize=(6, 3.5))
+        axis = figure.subplots()
         for k in sorted(results):
             rows = np.loadtxt(os.path.join(results[k]["run_dir"], "iterations.csv"), ndmin=1)
             axis.plot(np.arange(1, len(rows) + 1)[skip:], rows[skip:], lw=0.6, label=f"K = {k}")
@@ -196,8 +194,7 @@ def _figures(results: dict, test: np.ndarray, out: str) -> list[str]:
         figure.tight_layout()
         path = os.path.join(out, name)
         figure.savefig(f"{path}.tmp.png", dpi=90)
-        plt.close(figure)
-        os.replace(f"{path}.tmp.png", path)
+            os.replace(f"{path}.tmp.png", path)
         written.append(path)
     return written
 

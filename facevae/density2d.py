@@ -212,10 +212,7 @@ def flow_log_density(layer: PlanarFlows, points: np.ndarray) -> np.ndarray:
 
 def plot_fit(result: FitResult, path: str, sigma: float = 1.0, points: int = 200, samples: int = 5000) -> str:
     """Three panels: target exp(-U)/Z, the flow density q on the grid, and samples of q; PNG, atomic."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: leaves the process's backend alone (notebooks)
 
     grid, _ = _grid(points)
     target = np.exp(-energy(result.target, sigma)(grid).numpy() - result.log_z).reshape(points, points)
@@ -223,7 +220,8 @@ def plot_fit(result: FitResult, path: str, sigma: float = 1.0, points: int = 200
     zk, _ = result.layer(tf.random.stateless_normal((samples, 2), seed=(7, 0)))
     zk = zk.numpy()
     extent = (-GRID_EXTENT, GRID_EXTENT, -GRID_EXTENT, GRID_EXTENT)
-    figure, axes = plt.subplots(1, 3, figsize=(9.6, 3.4))
+    figure = Figure(figsize=(9.6, 3.4))
+    axes = figure.subplots(1, 3)
     for axis, image, title in ((axes[0], target, f"target {result.target}"),
                                (axes[1], flow, f"flow density, K = {result.flows}")):
         axis.imshow(image, origin="lower", extent=extent, cmap="viridis")
@@ -239,6 +237,5 @@ def plot_fit(result: FitResult, path: str, sigma: float = 1.0, points: int = 200
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(f"{path}.tmp.png", dpi=70)
-    plt.close(figure)
     os.replace(f"{path}.tmp.png", path)
     return path
