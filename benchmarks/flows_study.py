@@ -194,7 +194,7 @@ def _figures(results: dict, test: np.ndarray, out: str) -> list[str]:
         figure.tight_layout()
         path = os.path.join(out, name)
         figure.savefig(f"{path}.tmp.png", dpi=90)
-            os.replace(f"{path}.tmp.png", path)
+        os.replace(f"{path}.tmp.png", path)
         written.append(path)
     return written
 
