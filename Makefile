@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-slow test-all clean
+.PHONY: install demo test test-slow test-all bench-flows clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ test-slow: install
 
 test-all: install
 	$(PY) -m pytest
+
+# The MNIST planar-flow study (K = 0, 5, 10): 60 min of training per model, then IW-NLL with S = 5000.
+# Resumable: re-running continues each model's budget. Needs ../shared/data/binarized_mnist.
+BENCH_FLOWS_ARGS ?= --budget-minutes 60 --importance-samples 5000
+bench-flows: install
+	$(PY) benchmarks/flows_study.py --data-dir ../shared/data/binarized_mnist $(BENCH_FLOWS_ARGS) --out benchmarks/results
 
 clean:
 	rm -rf runs build *.egg-info

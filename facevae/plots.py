@@ -80,14 +80,12 @@ def read_history(path: str) -> dict[str, list[float]]:
 
 def plot_loss_curves(history: dict[str, Sequence[float]], path: str, title: str = "training") -> str:
     """Plot loss, reconstruction and KL per epoch (training and validation) into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. a notebook's) is left alone
 
     names = [n for n in ("loss", "reconstruction", "kl") if n in history]
     epochs = np.asarray(history.get("epoch", range(len(history[names[0]])))) + 1
-    figure, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.2))
+    figure = Figure(figsize=(4 * len(names), 3.2))
+    axes = figure.subplots(1, len(names))
     for axis, name in zip(np.atleast_1d(axes), names):
         axis.plot(epochs, history[name], "o-", label="train")
         if f"val_{name}" in history:
@@ -101,6 +99,5 @@ def plot_loss_curves(history: dict[str, Sequence[float]], path: str, title: str 
     figure.tight_layout()
     tmp = f"{path}.tmp.png"
     figure.savefig(tmp, dpi=100)
-    plt.close(figure)
     os.replace(tmp, path)
     return path

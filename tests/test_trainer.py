@@ -84,3 +84,15 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert latest_checkpoint(run)[1] == 2
     restored = keras.models.load_model(latest_checkpoint(run)[0])
     assert all(np.all(np.isfinite(w)) for w in restored.get_weights())
+
+
+def test_loss_plot_leaves_the_matplotlib_backend_alone(tmp_path):
+    import matplotlib
+
+    matplotlib.use("svg")
+    try:
+        plots.plot_loss_curves({"epoch": [0, 1], "loss": [3.0, 2.0], "val_loss": [3.5, 2.5]}, str(tmp_path / "l.png"))
+        assert matplotlib.get_backend() == "svg"
+        assert (tmp_path / "l.png").stat().st_size > 1000
+    finally:
+        matplotlib.use("agg")
