@@ -46,15 +46,17 @@ class ImageFileError(ValueError):
     """A file that cannot be turned into an image; the message names the file and the reason."""
 
 
-def _open(path: str, size: int) -> Image.Image:
+def _open(path: str, size: int, notes: list[str]) -> Image.Image:
     try:
         if os.path.getsize(path) == 0:
             raise ImageFileError(f"{path}: empty file (0 bytes); re-copy it or delete it")
         image = Image.open(path)
     except UnidentifiedImageError:
-        raise ImageFileError(f"{path}: not an image Pillow can read (wrong extension or not an image file)") from None
+        raise ImageFileError(f"{path}: not an image file Pillow can read (wrong extension?); delete or convert it") from None
     except OSError as error:
-        raise ImageFileError(f"{path}: cannot open ({error.strerror or error})") from None
+        raise ImageFileError(f"{path}: cannot read, truncated or corrupt ({error.strerror or error})") from None
+    if image.mode in ("RGB", "RGBA") and any(";16" in str(tile.args) for tile in image.tile or []):
+        notes.append("16-bit")  # Pillow keeps the high byte of 48/64-bit PNGs: v >> 8, within 1 of v / 257
     if image.format == "JPEG":
         image.draft(None, (size, size))  # decode at 1/2, 1/4 or 1/8 scale when that still covers `size`
     try:
@@ -62,7 +64,7 @@ def _open(path: str, size: int) -> Image.Image:
             warnings.simplefilter("ignore")
             image.load()
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, zlib.error ...
-        raise ImageFileError(f"{path}: corrupt or truncated image data ({error})") from None
+        raise ImageFileError(f"{path}: corrupt or truncated image data ({error}); re-copy or delete it") from None
     try:
         return ImageOps.exif_transpose(image)
     except Exception:  # a broken EXIF block should not cost the image: keep it unrotated
@@ -73,8 +75,6 @@ def _to_8bit(image: Image.Image, path: str, notes: list[str]) -> Image.Image:
     """Convert any Pillow mode to 'L', 'RGB', 'LA' or 'RGBA' with 8-bit samples."""
     mode = image.mode
     if mode in ("L", "RGB", "LA", "RGBA"):
-        if any(";16" in str(getattr(tile, "args", "")) for tile in getattr(image, "tile", []) or []):
-            notes.append("16-bit")
         return image
     if mode.startswith("I"):  # I;16, I;16B, I;16L, I (Pillow widens 16-bit PNGs to I)
         values = np.asarray(image).astype(np.int64)
@@ -125,7 +125,7 @@ def decode_image(
     if resample not in RESAMPLING:
         raise ValueError(f"Unknown resample {resample!r}; expected one of {sorted(RESAMPLING)}")
     notes: list[str] = []
-    image = _drop_alpha(_to_8bit(_open(path, size), path, notes), notes)
+    image = _drop_alpha(_to_8bit(_open(path, size, notes), path, notes), notes)
     image = image.convert("L" if channels == 1 else "RGB")
     width, height = image.size
     side = min(width, height)

@@ -166,8 +166,10 @@ def read_amat(path: str) -> np.ndarray:
     line_of_value = np.cumsum(data == ord("\n"))[is_digit]
     per_line = np.bincount(line_of_value)
     per_line = per_line[per_line > 0]
-    if per_line.size == 0 or (per_line != _PIXELS).any():
-        bad = int(np.argmax(per_line != _PIXELS)) + 1 if per_line.size else 0
+    if per_line.size == 0:
+        raise DataError(f"{path}: holds no data; expected lines of {_PIXELS} values 0 or 1")
+    if (per_line != _PIXELS).any():
+        bad = int(np.argmax(per_line != _PIXELS)) + 1
         raise DataError(f"{path}: expected {_PIXELS} values on every line; data line {bad} differs (file cut short?)")
     return (data[is_digit] - ord("0")).reshape(-1, 28, 28).astype(np.uint8)
 
