@@ -53,7 +53,9 @@ def _parser(manifest: dict, with_labels: bool, with_attributes: bool, batched: b
             images = tf.io.decode_raw(features["image"], tf.uint8)
         else:
             images = tf.io.decode_png(features["image"], channels=channels)
-        features["image"] = tf.reshape(images, ([-1] if batched else []) + [height, width, channels])
+        images = tf.reshape(images, ([-1] if batched else []) + [height, width, channels])
+        images.set_shape(serialized.shape.concatenate([height, width, channels]))  # keep a static batch size
+        features["image"] = images
         del features["index"]
         return features
 

@@ -167,12 +167,15 @@ def _clear(out: str) -> None:
             storage.remove(storage.join(out, name))
 
 
-def _default_command(kind, src, out, size, attributes, shards, seed, validation_fraction) -> str:
+def _default_command(kind, src, out, size, attributes, shards, seed, options: dict, defaults: dict) -> str:
+    """The shell command that recreates these shards (options equal to their defaults are left out)."""
     words = ["python", "-m", "data_prep", kind.replace("_", "-"), "--src", src, "--out", out]
     words += ["--size", str(size)] if kind in ("ffhq", "folder") else []
     words += ["--attributes", attributes] if attributes else []
     words += ["--shards", str(shards)] if shards else []
-    words += ["--validation-fraction", f"{validation_fraction:g}"] if kind == "folder" else []
+    for name, value in options.items():
+        if value != defaults[name]:
+            words += [f"--{name.replace('_', '-')}", f"{value:g}" if isinstance(value, float) else str(value)]
     return shlex.join(words + ["--seed", str(seed)])
 
 
@@ -204,6 +207,11 @@ def prepare_dataset(
     Returns the manifest (see ``data_prep.manifest``).
     """
     kind = _check_arguments(kind, size, validation_fraction, encoding, missing_attributes)
+    options = {"encoding": encoding, "resample": resample, "missing_attributes": missing_attributes}
+    options.update({"validation_fraction": validation_fraction, "channels": channels} if kind == "folder" else {})
+    options = options if kind in ("ffhq", "folder") else {}
+    defaults = {"encoding": "auto", "resample": "lanczos", "missing_attributes": "error", "validation_fraction": 0.1,
+                "channels": 3}
     skipped: list[dict] = []
     table, label_names, pixel_values, decoding = None, None, "0-255", None
     if kind in ("ffhq", "folder"):
@@ -260,7 +268,7 @@ def prepare_dataset(
         "attribute_descriptions": table.descriptions if table else {},
         "source": {"kind": kind, "path": src, "attributes": table.path if table else None,
                    "attribute_format": table.source if table else None},
-        "command": command or _default_command(kind, src, out, size, attributes, shards, seed, validation_fraction),
+        "command": command or _default_command(kind, src, out, size, attributes, shards, seed, options, defaults),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seed": seed,
         "split_rule": rule,

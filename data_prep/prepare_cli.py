@@ -13,8 +13,6 @@ Re-running the same command after an interruption writes only the missing shards
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 
 from data_prep.prepare import prepare_dataset, report_lines
 
@@ -55,7 +53,7 @@ def _run(kind: str):
             options["channels"] = args.channels
         manifest = prepare_dataset(
             kind, args.src, args.out, shards=args.shards, seed=args.seed, progress=not args.quiet,
-            overwrite=args.overwrite, command=shlex.join(["python", "-m", "data_prep", *sys.argv[1:]]), **options,
+            overwrite=args.overwrite, **options,
         )
         print("\n".join(report_lines(manifest)))
         print(f"manifest: {args.out.rstrip('/')}/manifest.json")
