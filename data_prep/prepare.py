@@ -4,7 +4,8 @@ Plan, then write: the sources are listed and validated, split, shuffled within e
 ``seed`` and cut into shards; ``data_prep.writer`` then writes whatever is not already written.
 Splits:
 
-* ``ffhq``: FFHQ's own split, index >= 60000 -> ``validation``, the rest ``train``;
+* ``ffhq``: FFHQ's own split, index >= 60000 -> ``validation``, the rest ``train``; a subset
+  holding no index >= 60000 falls back to the seeded fraction below (said in ``split_rule``);
 * ``folder``: a seeded ``validation_fraction`` (default 10%) of the files -> ``validation``; the
   files are ranked by SHA-256 of ``"<seed>:<relative path>"``, so adding files moves few others;
 * ``mnist``: ``train`` (60,000) and ``test`` (10,000) as in the files;
@@ -98,7 +99,8 @@ def _image_splits(kind, src, attributes, seed, validation_fraction, missing_poli
         if not paths:
             raise DataError(f"{table.path}: no row matches any image in {src}; is this the table for these images?")
     items = [Item(index, path, None, row) for index, path, row in zip(indices, paths, rows)]
-    if kind == "ffhq":
+    has_ffhq_validation = kind == "ffhq" and any(item.index >= FFHQ_VALIDATION_START for item in items)
+    if has_ffhq_validation:
         rule = f"FFHQ's own split: index >= {FFHQ_VALIDATION_START} -> validation"
         splits = {
             "train": [item for item in items if item.index < FFHQ_VALIDATION_START],
@@ -106,6 +108,8 @@ def _image_splits(kind, src, attributes, seed, validation_fraction, missing_poli
         }
     else:
         rule = f"validation = the {validation_fraction:g} of files ranked first by sha256('<seed>:<relative path>')"
+        if kind == "ffhq":  # a subset of FFHQ's training images: an empty validation split would help nobody
+            rule += f" (the source has no FFHQ validation images, indices {FFHQ_VALIDATION_START}-69999)"
         rank = sorted(
             range(len(items)),
             key=lambda i: hashlib.sha256(f"{seed}:{os.path.relpath(items[i].pixels, src)}".encode()).digest(),

@@ -90,6 +90,13 @@ def test_ffhq_split_and_attribute_join(tmp_path):
         np.testing.assert_array_equal(read["attributes"], np.stack([table.rows[i] for i in expected]))
 
 
+def test_ffhq_subset_without_validation_indices_falls_back_to_the_seeded_fraction(tmp_path):
+    write_images(tmp_path / "src", random_images(20, 32), names=[f"{i:05d}" for i in range(100, 120)])
+    manifest = prepare_dataset("ffhq", str(tmp_path / "src"), str(tmp_path / "out"), size=32, progress=False)
+    assert manifest["splits"] == {"train": 18, "validation": 2}
+    assert "no FFHQ validation images" in manifest["split_rule"]
+
+
 def test_ffhq_rejects_names_that_are_not_indices(tmp_path):
     write_images(tmp_path / "src", random_images(2, 8), names=["00001", "face"])
     with pytest.raises(DataError, match=r"face.png: not an FFHQ file name .* use `python -m data_prep folder`"):

@@ -41,9 +41,12 @@ def test_twelve_ffhq_faces_convert_and_join_their_attributes(shared_data, tmp_pa
     features = shared_data / "ffhq_features" / "ffhq_features.csv"
     manifest = prepare_dataset("ffhq", str(shared_data / "ffhq_sample"), str(tmp_path / "ffhq"), size=size,
                                attributes=str(features), progress=False)
-    assert manifest["splits"] == {"train": 12, "validation": 0} and manifest["skipped"]["count"] == 0
+    # all twelve are FFHQ training images, so the split falls back to a seeded 10%
+    assert manifest["splits"] == {"train": 11, "validation": 1} and manifest["skipped"]["count"] == 0
+    assert "no FFHQ validation images" in manifest["split_rule"]
     assert manifest["notes"] == {"opaque alpha dropped": 2}  # 00014 and 00015 are RGBA
-    read = read_examples(str(tmp_path / "ffhq"), "train")
+    parts = [read_examples(str(tmp_path / "ffhq"), split) for split in ("train", "validation")]
+    read = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
     assert sorted(read["index"].tolist()) == [*range(10), 14, 15]
     assert read["image"].shape == (12, size, size, 3) and read["image"].std() > 20
     table = read_attributes(str(features))
