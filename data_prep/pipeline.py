@@ -62,6 +62,19 @@ def _parser(manifest: dict, with_labels: bool, with_attributes: bool, batched: b
     return parse
 
 
+def _mirror_some(images: tf.Tensor, mirror: tf.Tensor) -> tf.Tensor:
+    """Images [B, H, W, C] with those where ``mirror`` [B] is True reversed left-right.
+
+    Gathers the chosen images, reverses them as a [N*H, W, C] tensor (the fast path of
+    tf.reverse) and scatters them back: several times faster on CPU than a broadcast tf.where.
+    """
+    chosen = tf.cast(tf.where(mirror)[:, 0], tf.int32)
+    picked = tf.gather(images, chosen)
+    width, channels = images.shape[2], images.shape[3]
+    mirrored = tf.reshape(tf.reverse(tf.reshape(picked, [-1, width, channels]), axis=[1]), tf.shape(picked))
+    return tf.tensor_scatter_nd_update(images, chosen[:, None], mirrored)
+
+
 def _outputs(manifest: dict, with_labels: bool, with_attributes: bool):
     names = manifest.get("attribute_names") or []
 
@@ -153,11 +166,11 @@ def load(
     structure = _outputs(manifest, with_labels, with_attributes)
 
     def finish(features, random_int):
-        images = tf.cast(features["image"], tf.float32) / 255.0
+        images = features["image"]
         flip_seed, binarize_seed = tf.unstack(tf.random.experimental.stateless_split(tf.stack([random_int, seed]), 2))
         if flip:
-            mirror = tf.random.stateless_uniform(tf.shape(images)[:1], flip_seed) < 0.5
-            images = tf.where(mirror[:, None, None, None], tf.reverse(images, axis=[2]), images)
+            images = _mirror_some(images, tf.random.stateless_uniform(tf.shape(images)[:1], flip_seed) < 0.5)
+        images = tf.cast(images, tf.float32) * (1.0 / 255.0)
         if binarize == "dynamic":
             images = tf.cast(tf.random.stateless_uniform(tf.shape(images), binarize_seed) < images, tf.float32)
         return structure(images, features)

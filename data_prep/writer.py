@@ -29,7 +29,10 @@ from data_prep.records import serialize_example
 __all__ = ["Item", "ShardPlan", "ShardResult", "STATE_NAME", "write_shards"]
 
 STATE_NAME = ".prepare-state.json"
-_CHUNK = 32  # files per worker task: large enough to amortise IPC, small enough to balance 2 cores
+_CHUNK = 32  # most files per worker task: enough to amortise IPC; fewer for small jobs, to balance workers
+
+
+_MIN_FILES_FOR_POOL = 64  # below this, starting worker processes (~0.5 s) costs more than it saves
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,9 +103,10 @@ def _payloads(items: list[Item], decoding: FileDecoding | None, workers: int) ->
     if decoding is None:
         raise ValueError("items name image files, so write_shards needs `decoding`")
     settings = (decoding.size, decoding.channels, decoding.resample, decoding.encoding)
-    tasks = [(files[start : start + _CHUNK], *settings) for start in range(0, len(files), _CHUNK)]
+    chunk = max(1, min(_CHUNK, len(files) // (8 * workers)))
+    tasks = [(files[start : start + chunk], *settings) for start in range(0, len(files), chunk)]
     pool = None
-    if workers > 1 and len(tasks) > 1:
+    if workers > 1 and len(files) >= _MIN_FILES_FOR_POOL:
         pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
         results = pool.imap(decode_files, tasks)
     else:
