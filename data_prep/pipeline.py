@@ -14,6 +14,7 @@ from ``tf.data.Dataset.random(seed)``, so two runs with the same seed give the s
 """
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from data_prep.errors import DataError
@@ -23,6 +24,7 @@ from data_prep.records import feature_spec
 __all__ = ["load", "BINARIZE_MODES"]
 
 BINARIZE_MODES = (None, "dynamic")
+_SHUFFLE_BYTES = 2**30
 AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -39,6 +41,12 @@ def _check(manifest: dict, path: str, split: str, batch_size: int, binarize, wit
         raise DataError(f"{path}: these shards have no labels (source {manifest['source']['kind']}); drop with_labels")
     if with_attributes and not manifest.get("attribute_names"):
         raise DataError(f"{path}: these shards have no attributes; prepare them with --attributes FILE")
+
+
+def _buffer_size(manifest: dict, requested: int) -> int:
+    """``requested`` records, at most ~1 GiB of them (10,000 raw 256 px images would be 2 GiB)."""
+    record_bytes = max(1, int(np.prod(manifest["image_shape"])) // (1 if manifest["encoding"] == "raw" else 2))
+    return max(1, min(requested, _SHUFFLE_BYTES // record_bytes))
 
 
 def _parser(manifest: dict, with_labels: bool, with_attributes: bool, batched: bool):
@@ -117,7 +125,8 @@ def load(
     Yields ``images``; ``(images, labels)`` with ``with_labels`` (int32 ``[B]``);
     ``(images, {name: float32 [B]})`` with ``with_attributes`` (NaN = unknown); both give
     ``(images, {"label": ..., name: ...})``. ``training`` shuffles files and examples and, unless
-    ``drop_remainder`` says otherwise, drops the last partial batch. ``flip`` mirrors each image
+    ``drop_remainder`` says otherwise, drops the last partial batch; the shuffle buffer holds
+    ``shuffle_buffer`` serialized records but never more than ~1 GiB of them. ``flip`` mirrors each image
     left-right with probability 1/2; ``binarize="dynamic"`` replaces each pixel value p by a
     Bernoulli(p) sample drawn afresh every time (dynamic binarization of MNIST). Under
     ``tf.distribute`` pass ``input_context``: each input pipeline reads ``files[id::num]`` and
@@ -151,7 +160,7 @@ def load(
     if cache:
         dataset = dataset.cache()
     if training and shuffle_buffer > 1:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(_buffer_size(manifest, shuffle_buffer), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
     batched = manifest["encoding"] == "raw"

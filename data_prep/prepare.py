@@ -39,7 +39,7 @@ _RAW_UP_TO = 256  # encoding "auto": raw pixels up to this size, PNG above (1024
 _MAX_LISTED_SKIPS = 1000
 
 
-def _check_arguments(kind, size, validation_fraction, encoding, missing_attributes) -> str:
+def _check_arguments(kind, size, validation_fraction, encoding, missing_attributes, shards) -> str:
     kind = kind.replace("-", "_")
     if kind not in KINDS:
         raise ValueError(f"Unknown kind {kind!r}; expected one of {list(KINDS)}")
@@ -52,6 +52,8 @@ def _check_arguments(kind, size, validation_fraction, encoding, missing_attribut
         raise DataError(f"validation fraction must be in [0, 1). Received: validation_fraction={validation_fraction}")
     if encoding not in ("auto", "raw", "png"):
         raise ValueError(f"Unknown encoding {encoding!r}; expected one of ['auto', 'raw', 'png']")
+    if shards is not None and shards < 1:
+        raise DataError(f"--shards must be at least 1. Received: shards={shards}")
     if missing_attributes not in ("error", "skip"):
         raise ValueError(f"Unknown missing_attributes {missing_attributes!r}; expected one of ['error', 'skip']")
     return kind
@@ -210,7 +212,7 @@ def prepare_dataset(
     ``overwrite``. Unreadable images are skipped and listed in the manifest's ``skipped``.
     Returns the manifest (see ``data_prep.manifest``).
     """
-    kind = _check_arguments(kind, size, validation_fraction, encoding, missing_attributes)
+    kind = _check_arguments(kind, size, validation_fraction, encoding, missing_attributes, shards)
     options = {"encoding": encoding, "resample": resample, "missing_attributes": missing_attributes}
     options.update({"validation_fraction": validation_fraction, "channels": channels} if kind == "folder" else {})
     options = options if kind in ("ffhq", "folder") else {}

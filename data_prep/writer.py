@@ -15,6 +15,7 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import signal
 import sys
 from collections import Counter
 from typing import Iterator
@@ -93,6 +94,11 @@ def _save_state(out: str, fingerprint: str, done: dict[str, dict]) -> None:
     storage.write_text_atomic(storage.join(out, STATE_NAME), json.dumps({"fingerprint": fingerprint, "shards": done}))
 
 
+def _ignore_interrupts() -> None:
+    """Worker initializer: Ctrl-C is handled once, by the main process, which then ends the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _payloads(items: list[Item], decoding: FileDecoding | None, workers: int) -> Iterator[tuple]:
     """``(item, payload, error, notes)`` in item order, decoding file items in worker processes."""
     files = [(position, item.pixels) for position, item in enumerate(items) if isinstance(item.pixels, str)]
@@ -107,7 +113,7 @@ def _payloads(items: list[Item], decoding: FileDecoding | None, workers: int) ->
     tasks = [(files[start : start + chunk], *settings) for start in range(0, len(files), chunk)]
     pool = None
     if workers > 1 and len(files) >= _MIN_FILES_FOR_POOL:
-        pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)))
+        pool = multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), initializer=_ignore_interrupts)
         results = pool.imap(decode_files, tasks)
     else:
         results = map(decode_files, tasks)

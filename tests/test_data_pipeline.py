@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from data_prep.errors import DataError
-from data_prep.pipeline import load
+from data_prep.pipeline import _buffer_size, load
 from data_prep.prepare import prepare_dataset
 from data_files import random_images, write_ffhq_csv, write_images, write_mnist_folder
 
@@ -129,3 +129,9 @@ def test_errors_name_the_problem(mnist_dir, tmp_path):
         load(out, "train", 4, binarize="static")
     with pytest.raises(ValueError, match=r"Received: batch_size=0"):
         load(out, "train", 0)
+
+
+def test_shuffle_buffer_is_capped_near_one_gibibyte():
+    raw_256 = {"image_shape": [256, 256, 3], "encoding": "raw"}
+    assert _buffer_size(raw_256, 10_000) == 2**30 // (256 * 256 * 3) == 5461
+    assert _buffer_size({"image_shape": [28, 28, 1], "encoding": "raw"}, 10_000) == 10_000

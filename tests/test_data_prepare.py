@@ -217,7 +217,20 @@ def test_binarized_mnist_amat_gives_three_splits_of_0_and_255(tmp_path):
     np.testing.assert_array_equal(read["image"].reshape(3, 784), values["valid"] * 255)
 
 
+def test_grayscale_folder_keeps_luma(tmp_path):
+    images = random_images(4, 32)
+    write_images(tmp_path / "src", images)
+    manifest = prepare_dataset("folder", str(tmp_path / "src"), str(tmp_path / "out"), size=32, channels=1,
+                               validation_fraction=0.0, progress=False)
+    assert manifest["image_shape"] == [32, 32, 1]
+    read = _by_index(read_examples(str(tmp_path / "out"), "train"))
+    luma = np.stack([np.asarray(Image.fromarray(image).convert("L")) for image in images])
+    np.testing.assert_array_equal(read["image"][..., 0], luma)
+
+
 def test_argument_errors(tmp_path):
+    with pytest.raises(DataError, match=r"Received: shards=0"):
+        prepare_dataset("mnist", str(tmp_path), str(tmp_path / "out"), shards=0)
     with pytest.raises(DataError, match=r"--size must be between 28 and 1024.*size=2000"):
         prepare_dataset("folder", str(tmp_path), str(tmp_path / "out"), size=2000)
     with pytest.raises(DataError, match=r"not resized. Received: size=64"):
