@@ -210,7 +210,14 @@ def prepare_dataset(
     ``folder``. Idempotent: a finished ``out`` with the same plan is returned as is, an
     interrupted one is completed, one prepared differently raises DataError unless
     ``overwrite``. Unreadable images are skipped and listed in the manifest's ``skipped``.
-    Returns the manifest (see ``data_prep.manifest``).
+
+    ``attributes``: FFHQ features CSV, CelebA ``list_attr_celeba.txt`` or a CSV (see
+    ``data_prep.attributes``); images without a row stop the run unless
+    ``missing_attributes="skip"``. ``shards``: files for the train split (others in proportion;
+    default ~64 MiB each). ``workers``: decoding processes (default: CPU count). ``encoding``:
+    ``raw`` uint8 or ``png``; ``auto`` = raw up to 256 px. ``channels``: 3 (RGB) or 1 (luma).
+    ``resample``: ``lanczos`` or ``area``. ``command``: recorded in the manifest (default: the
+    equivalent ``python -m data_prep`` command). Returns the manifest (see ``data_prep.manifest``).
     """
     kind = _check_arguments(kind, size, validation_fraction, encoding, missing_attributes, shards)
     options = {"encoding": encoding, "resample": resample, "missing_attributes": missing_attributes}

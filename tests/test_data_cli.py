@@ -49,3 +49,13 @@ def test_user_errors_are_one_line_with_exit_code_2(tmp_path, main, capsys):
     assert error.startswith("error: ") and error.count("\n") == 1 and "no image files" in error
     assert main(["inspect", str(tmp_path / "nothing")]) == 2
     assert "manifest.json: not found" in capsys.readouterr().err
+
+
+def test_truncated_idx_file_fails_before_any_shard_is_written(tmp_path, main, capsys):
+    write_mnist_folder(tmp_path / "src", compress=False)
+    images = tmp_path / "src" / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:-100])
+    assert main(["mnist", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{images}: IDX header announces shape (20, 28, 28)" in error
+    assert not (tmp_path / "out").exists()
