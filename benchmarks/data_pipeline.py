@@ -23,6 +23,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import shutil
 import statistics
 import tempfile
@@ -52,6 +53,8 @@ def make_sources(folder: pathlib.Path, size: int, count: int, unique: int, seed:
     """``count`` PNGs of ``size`` px under ``folder/NNNNN/``; ``unique`` distinct ones, the rest hard links."""
     bases, _ = _bases()
     rng = np.random.default_rng(seed)
+    if folder.is_dir() and len(list(folder.glob("*/*.png"))) == count:
+        return folder  # made by an earlier run with the same --workdir
     folder.mkdir(parents=True, exist_ok=True)
     made = []
     for i in range(count):
@@ -71,19 +74,33 @@ def make_sources(folder: pathlib.Path, size: int, count: int, unique: int, seed:
     return folder
 
 
-def rate(make_dataset, seconds: float, repeats: int, warmup: int = 5) -> float:
-    """Median images/s of iterating ``make_dataset()`` for ``seconds`` after ``warmup`` batches."""
-    results = []
+def _cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its finished children, in seconds."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _summary(walls: list[float], cpus: list[float], counts: list[int]) -> dict:
+    """Median images/s (wall clock) and median CPU microseconds per image over the runs."""
+    return {"img_s": statistics.median(n / w for n, w in zip(counts, walls)),
+            "cpu_us": statistics.median(1e6 * c / n for n, c in zip(counts, cpus))}
+
+
+def rate(make_dataset, seconds: float, repeats: int, warmup: int = 5) -> dict:
+    """Iterate ``make_dataset()`` for ``seconds`` after ``warmup`` batches, ``repeats`` times."""
+    walls, cpus, counts = [], [], []
     for _ in range(repeats):
         iterator = iter(make_dataset())
         for _ in range(warmup):
             next(iterator)
-        count, start = 0, time.perf_counter()
+        count, start, cpu = 0, time.perf_counter(), _cpu_seconds()
         while time.perf_counter() - start < seconds:
             batch = next(iterator)
             count += int((batch[0] if isinstance(batch, tuple) else batch).shape[0])
-        results.append(count / (time.perf_counter() - start))
-    return statistics.median(results)
+        walls.append(time.perf_counter() - start)
+        cpus.append(_cpu_seconds() - cpu)
+        counts.append(count)
+    return _summary(walls, cpus, counts)
 
 
 def png_dataset(folder: pathlib.Path, size: int):
@@ -108,8 +125,8 @@ def keras_dataset(folder: pathlib.Path, size: int):
     return dataset.map(lambda x: x / 255.0).repeat().prefetch(-1)
 
 
-def training_rates(size: int, shard_dir: str, seconds: float) -> tuple[float | None, float | None, str]:
-    """(train-step img/s from memory, fit img/s from shards, note); None when facevae is unavailable."""
+def training_rates(size: int, shard_dir: str, seconds: float) -> tuple[dict | None, dict | None, str]:
+    """(train step fed from memory, fit fed from the shards, note); None when facevae is unavailable."""
     try:
         import keras
         import tensorflow as tf
@@ -127,25 +144,26 @@ def training_rates(size: int, shard_dir: str, seconds: float) -> tuple[float | N
     batch = next(iter(load(shard_dir, "train", BATCH)))
     in_memory = tf.data.Dataset.from_tensors(batch).repeat()
 
-    def fit_rate(dataset) -> float:
+    def fit_rate(dataset) -> dict:
         model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
-        steps, start = 0, time.perf_counter()
+        steps, start, cpu = 0, time.perf_counter(), _cpu_seconds()
         while time.perf_counter() - start < seconds:
             model.fit(dataset, steps_per_epoch=5, epochs=1, verbose=0)
             steps += 5
-        return steps * BATCH / (time.perf_counter() - start)
+        return _summary([time.perf_counter() - start], [_cpu_seconds() - cpu], [steps * BATCH])
 
     from_shards = load(shard_dir, "train", BATCH, flip=True, repeat=True)
     return fit_rate(in_memory), fit_rate(from_shards), "FaceVAE, ffhq preset (latent 200, mse), batch 150, Adam"
 
 
-def conversion_rate(src: pathlib.Path, work: pathlib.Path, size: int, workers: int, count: int) -> float:
+def conversion_rate(src: pathlib.Path, work: pathlib.Path, size: int, workers: int, count: int) -> dict:
+    """prepare_dataset from ``src``; CPU includes the worker processes (reaped when the pool ends)."""
     out = work / f"convert-{src.name}-{size}-{workers}"
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     prepare_dataset("folder", str(src), str(out), size=size, workers=workers, progress=False, validation_fraction=0.0)
-    elapsed = time.perf_counter() - start
+    summary = _summary([time.perf_counter() - start], [_cpu_seconds() - cpu], [count])
     shutil.rmtree(out)
-    return count / elapsed
+    return summary
 
 
 def main() -> None:
@@ -154,20 +172,42 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed)")
+    parser.add_argument("--parts", nargs="+", choices=("pipeline", "conversion"), default=["pipeline", "conversion"],
+                        help="what to measure; a part not measured keeps its figures from the last results JSON")
+    parser.add_argument("--results", type=pathlib.Path, default=RESULTS, help="folder for the .md and .json")
     args = parser.parse_args()
     repeats, seconds = (1, 1.0) if args.quick else (args.repeats, args.seconds)
     counts = {64: 4096, 128: 2048} if not args.quick else {64: 600, 128: 300}
     work = pathlib.Path(args.workdir or tempfile.mkdtemp(prefix="data-pipeline-bench-"))
+    previous = args.results / "data_pipeline.json"
+    results = json.loads(previous.read_text()) if previous.exists() else {"sizes": {}, "conversion_img_s": {}}
+    results.update({"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "batch_size": BATCH,
+                    "sources": _bases()[1], "seconds": seconds, "repeats": repeats})
+    for part in args.parts:
+        results[f"load_average_{part}"] = {"start": os.getloadavg()}
+    if "pipeline" in args.parts:
+        results["sizes"] = measure_pipelines(work, counts, seconds, repeats)
+        results["load_average_pipeline"]["end"] = os.getloadavg()
+    if "conversion" in args.parts:
+        results["conversion_img_s"] = measure_conversions(work, args.quick)
+        results["load_average_conversion"]["end"] = os.getloadavg()
+    write_results(results, args.results)
+    if args.workdir is None:
+        shutil.rmtree(work)
+
+
+def measure_pipelines(work: pathlib.Path, counts: dict[int, int], seconds: float, repeats: int) -> dict:
     from data_prep.pipeline import load
 
-    results = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "load_average": os.getloadavg(),
-               "batch_size": BATCH, "sources": _bases()[1], "seconds": seconds, "repeats": repeats, "sizes": {}}
+    sizes = {}
     for size, count in counts.items():
         src = make_sources(work / f"png{size}", size, count, unique=count)
         shards = str(work / f"shards{size}")
-        start = time.perf_counter()
+        shutil.rmtree(shards, ignore_errors=True)  # time a fresh preparation, not a finished one
+        start, cpu = time.perf_counter(), _cpu_seconds()
         prepare_dataset("folder", str(src), shards, size=size, shards=16, validation_fraction=0.0, progress=False)
-        row = {"images": count, "prepare_same_size_img_s": count / (time.perf_counter() - start), "pipeline": {}}
+        prepared = _summary([time.perf_counter() - start], [_cpu_seconds() - cpu], [count])
+        row = {"images": count, "prepare_same_size": prepared, "pipeline": {}}
         variants = {
             "cycle 16, block 1 (default)": dict(),
             "cycle 1 (no interleave)": dict(cycle_length=1),
@@ -178,60 +218,79 @@ def main() -> None:
         for name, options in variants.items():
             options = {"flip": True, **options}
             row["pipeline"][name] = rate(lambda: load(shards, "train", BATCH, repeat=True, **options), seconds, repeats)
-            print(f"{size}px pipeline {name}: {row['pipeline'][name]:,.0f} img/s", flush=True)
+            print(f"{size}px pipeline {name}: {row['pipeline'][name]}", flush=True)
         row["png_tf_data"] = rate(lambda: png_dataset(src, size), seconds, repeats)
         row["keras_image_dataset_from_directory"] = rate(lambda: keras_dataset(src, size), seconds, repeats)
-        row["train_step"], row["fit_from_shards"], results["model"] = training_rates(size, shards, seconds)
+        row["train_step"], row["fit_from_shards"], row["model"] = training_rates(size, shards, seconds)
         print(f"{size}px: {json.dumps({k: v for k, v in row.items() if k != 'pipeline'})}", flush=True)
-        results["sizes"][size] = row
+        sizes[str(size)] = row
+    return sizes
+
+
+def measure_conversions(work: pathlib.Path, quick: bool) -> dict[str, dict]:
     conversions = {}
-    for source_size, n, unique, outputs in ((1024, 96, 24, (128,)), (256, 1024, 128, (64, 128))):
-        n, unique = (n // 4, unique // 4) if args.quick else (n, unique)
+    for source_size, n, unique, outputs in ((1024, 192, 24, (128,)), (256, 1024, 128, (64, 128))):
+        n, unique = (n // 4, unique // 4) if quick else (n, unique)
         src = make_sources(work / f"src{source_size}", source_size, n, unique=unique, seed=1)
         for size in outputs:
             for workers in (1, 2):
                 key = f"{source_size}px -> {size}px, {workers} worker(s)"
                 conversions[key] = conversion_rate(src, work, size, workers, n)
-                print(f"conversion {key}: {conversions[key]:,.1f} img/s", flush=True)
-    results["conversion_img_s"] = conversions
-    write_results(results)
-    if args.workdir is None:
-        shutil.rmtree(work)
+                print(f"conversion {key}: {conversions[key]}", flush=True)
+    return conversions
 
 
-def write_results(results: dict) -> None:
-    def fmt(value):
-        return "n/a" if value is None else f"{value:,.0f}"
+def _cells(measure: dict | None) -> str:
+    if measure is None:
+        return "n/a | n/a"
+    return f"{measure['img_s']:,.0f} | {measure['cpu_us']:,.0f}"
+
+
+def pipeline_table(sizes: dict) -> list[str]:
+    rows = list(sizes.values())
+    header = " | ".join(f"{size} px img/s | {size} px CPU us/img" for size in sizes)
+    lines = [f"| input pipeline | {header} |", "|---|" + "---:|---:|" * len(rows)]
+    names = list(rows[0]["pipeline"])
+    for name in names:
+        lines.append(f"| data_prep.pipeline.load, {name} | " + " | ".join(_cells(r["pipeline"][name]) for r in rows) + " |")
+    for key, label in (("png_tf_data", "PNG files via tf.data (read_file + decode_png)"),
+                       ("keras_image_dataset_from_directory", "keras.utils.image_dataset_from_directory"),
+                       ("train_step", "**training step consumption** (FaceVAE fed from memory)"),
+                       ("fit_from_shards", "model.fit fed by data_prep.pipeline.load")):
+        lines.append(f"| {label} | " + " | ".join(_cells(r[key]) for r in rows) + " |")
+    cells = []
+    for r in rows:
+        pipeline, step = r["pipeline"][names[0]], r["train_step"]
+        cells.append("n/a | n/a" if step is None else
+                     f"**{pipeline['img_s'] / step['img_s']:.0f}x** | **{step['cpu_us'] / pipeline['cpu_us']:.0f}x**")
+    lines.append("| **pipeline (default) / training step** | " + " | ".join(cells) + " |")
+    return lines + ["", f"Training step: {rows[0]['model']}.", ""]
+
+
+def write_results(results: dict, folder: pathlib.Path) -> None:
+    def load(part):
+        values = results.get(f"load_average_{part}", {})
+        return " -> ".join(f"{v[0]:.1f}" for v in (values.get("start"), values.get("end")) if v) or "n/a"
 
     lines = [
         "# data_prep input pipeline benchmark", "",
-        f"{results['machine']}, load average at start {', '.join(f'{v:.1f}' for v in results['load_average'])}; "
-        f"batch {results['batch_size']}; sources: {results['sources']}; median of {results['repeats']} runs "
-        f"of {results['seconds']:g} s. Command: `PYTHONPATH=. python benchmarks/data_pipeline.py`.", "",
-        "| images/s | " + " | ".join(f"{size} px" for size in results["sizes"]) + " |",
-        "|---|" + "---:|" * len(results["sizes"]),
+        f"{results['machine']}, shared with other jobs: 1-minute load average {load('pipeline')} during the "
+        f"pipeline part, {load('conversion')} during the conversion part. Batch {results['batch_size']}; sources: "
+        f"{results['sources']}; median of {results['repeats']} runs of {results['seconds']:g} s. img/s is wall "
+        "clock (depressed by the other jobs); CPU us/img is CPU time of the process and its workers per image, "
+        "which the other jobs affect far less. Command: `PYTHONPATH=. python benchmarks/data_pipeline.py`.", "",
     ]
-    rows = results["sizes"].values()
-    names = list(next(iter(rows))["pipeline"])
-    for name in names:
-        lines.append(f"| data_prep.pipeline.load, {name} | " + " | ".join(fmt(r["pipeline"][name]) for r in rows) + " |")
-    for key, label in (("png_tf_data", "PNG files via tf.data (read_file + decode_png)"),
-                       ("keras_image_dataset_from_directory", "keras.utils.image_dataset_from_directory"),
-                       ("train_step", "training step consumption (model fed from memory)"),
-                       ("fit_from_shards", "model.fit fed by data_prep.pipeline.load")):
-        lines.append(f"| {label} | " + " | ".join(fmt(r[key]) for r in rows) + " |")
-    ratios = [r["pipeline"][names[0]] / r["train_step"] if r["train_step"] else None for r in rows]
-    lines.append("| **pipeline / training step** | " + " | ".join("n/a" if q is None else f"**{q:.0f}x**" for q in ratios) + " |")
-    lines += ["", f"Training step: {results['model']}.", "", "| conversion (prepare_dataset, PNG sources) | images/s |",
-              "|---|---:|"]
-    lines += [f"| {key} | {value:,.1f} |" for key, value in results["conversion_img_s"].items()]
-    lines += [f"| {size} px -> {size} px (same size, 2 workers) | {r['prepare_same_size_img_s']:,.0f} |"
+    if results["sizes"]:
+        lines += pipeline_table(results["sizes"])
+    lines += ["| conversion (prepare_dataset from PNG files) | img/s | CPU us/img |", "|---|---:|---:|"]
+    lines += [f"| {key} | {_cells(value)} |" for key, value in results["conversion_img_s"].items()]
+    lines += [f"| {size} px -> {size} px, 2 workers | {_cells(r['prepare_same_size'])} |"
               for size, r in results["sizes"].items()]
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for name, text in (("data_pipeline.md", "\n".join(lines) + "\n"), ("data_pipeline.json", json.dumps(results, indent=2))):
-        temporary = RESULTS / (name + ".tmp")
+        temporary = folder / (name + ".tmp")
         temporary.write_text(text)
-        os.replace(temporary, RESULTS / name)
+        os.replace(temporary, folder / name)
     print("\n".join(lines))
 
 

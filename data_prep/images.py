@@ -66,9 +66,10 @@ def _open(path: str, size: int, notes: list[str]) -> Image.Image:
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, zlib.error ...
         raise ImageFileError(f"{path}: corrupt or truncated image data ({error}); re-copy or delete it") from None
     try:
-        return ImageOps.exif_transpose(image)
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of a large image without EXIF
     except Exception:  # a broken EXIF block should not cost the image: keep it unrotated
-        return image
+        pass
+    return image
 
 
 def _to_8bit(image: Image.Image, path: str, notes: list[str]) -> Image.Image:
@@ -126,7 +127,9 @@ def decode_image(
         raise ValueError(f"Unknown resample {resample!r}; expected one of {sorted(RESAMPLING)}")
     notes: list[str] = []
     image = _drop_alpha(_to_8bit(_open(path, size, notes), path, notes), notes)
-    image = image.convert("L" if channels == 1 else "RGB")
+    target = "L" if channels == 1 else "RGB"
+    if image.mode != target:
+        image = image.convert(target)
     width, height = image.size
     side = min(width, height)
     if side == 0:
