@@ -59,12 +59,12 @@ def _check_arguments(kind, size, validation_fraction, encoding, missing_attribut
     return kind
 
 
-def _folder_indices(paths: list[str]) -> list[int]:
-    """Numbers in the file names when every name is a distinct whole number, else positions."""
+def _folder_indices(paths: list[str]) -> tuple[list[int], bool]:
+    """Numbers in the file names when every name is a distinct whole number (True), else positions (False)."""
     stems = [os.path.splitext(os.path.basename(path))[0] for path in paths]
     if all(stem.isdigit() for stem in stems) and len({int(stem) for stem in stems}) == len(stems):
-        return [int(stem) for stem in stems]
-    return list(range(len(paths)))
+        return [int(stem) for stem in stems], True
+    return list(range(len(paths))), False
 
 
 def _join_attributes(table, paths, indices, missing_policy, skipped) -> tuple[list, list, list]:
@@ -91,11 +91,11 @@ def _join_attributes(table, paths, indices, missing_policy, skipped) -> tuple[li
 
 def _image_splits(kind, src, attributes, seed, validation_fraction, missing_policy, skipped):
     paths = find_images(src)
-    indices = ffhq_indices(paths) if kind == "ffhq" else _folder_indices(paths)
+    indices, numbered = (ffhq_indices(paths), True) if kind == "ffhq" else _folder_indices(paths)
     table = read_attributes(attributes) if attributes else None
     rows = [None] * len(paths)
     if table is not None:
-        if table.key == "index" and kind == "folder" and indices == list(range(len(paths))):
+        if table.key == "index" and not numbered:
             raise DataError(f"{table.path}: joins rows by image index but the file names in {src} are not numbers")
         paths, indices, rows = _join_attributes(table, paths, indices, missing_policy, skipped)
         if not paths:

@@ -97,6 +97,21 @@ def test_ffhq_subset_without_validation_indices_falls_back_to_the_seeded_fractio
     assert "no FFHQ validation images" in manifest["split_rule"]
 
 
+def test_folder_of_numbered_files_joins_an_index_keyed_csv(tmp_path):
+    write_images(tmp_path / "src" / "images", random_images(6, 32), names=[f"{i:06d}" for i in range(6)])
+    (tmp_path / "src" / "attributes.csv").write_text("index,smiling,scale\n" + "".join(
+        f"{i},{i % 2},{i / 10}\n" for i in range(6)))
+    manifest = prepare_dataset("folder", str(tmp_path / "src"), str(tmp_path / "out"), size=32, validation_fraction=0,
+                               attributes=str(tmp_path / "src" / "attributes.csv"), progress=False)
+    read = _by_index(read_examples(str(tmp_path / "out"), "train"))
+    assert manifest["attribute_names"] == ["smiling", "scale"] and read["index"].tolist() == list(range(6))
+    np.testing.assert_allclose(read["attributes"], [[i % 2, i / 10] for i in range(6)])
+    write_images(tmp_path / "named", random_images(2, 32), names=["anna", "bert"])
+    with pytest.raises(DataError, match="joins rows by image index but the file names in .*named are not numbers"):
+        prepare_dataset("folder", str(tmp_path / "named"), str(tmp_path / "out2"), size=32,
+                        attributes=str(tmp_path / "src" / "attributes.csv"), progress=False)
+
+
 def test_ffhq_rejects_names_that_are_not_indices(tmp_path):
     write_images(tmp_path / "src", random_images(2, 8), names=["00001", "face"])
     with pytest.raises(DataError, match=r"face.png: not an FFHQ file name .* use `python -m data_prep folder`"):
