@@ -135,3 +135,18 @@ def test_shuffle_buffer_is_capped_near_one_gibibyte():
     raw_256 = {"image_shape": [256, 256, 3], "encoding": "raw"}
     assert _buffer_size(raw_256, 10_000) == 2**30 // (256 * 256 * 3) == 5461
     assert _buffer_size({"image_shape": [28, 28, 1], "encoding": "raw"}, 10_000) == 10_000
+
+
+def test_uri_paths_go_through_gfile(tmp_path):
+    """TensorFlow's in-memory ram:// file system stands in for gs:// and s3:// (same tf.io.gfile code path)."""
+    from data_prep.inspection import count_records
+    from data_prep.manifest import is_shard_dir
+
+    arrays = write_mnist_folder(tmp_path / "src", n_train=30, n_test=10)
+    uri = f"ram://{tmp_path.name}/mnist"
+    manifest = prepare_dataset("mnist", str(tmp_path / "src"), uri, shards=2, progress=False)
+    assert is_shard_dir(uri) and count_records(uri, verify=True) == manifest["splits"] == {"train": 30, "test": 10}
+    images, labels = next(iter(load(uri, "test", 10, training=False, with_labels=True)))
+    assert sorted(labels.numpy().tolist()) == sorted(arrays["test"][1].tolist())
+    assert tf.io.gfile.listdir(uri) == ["manifest.json", "test-00000-of-00001.tfrecord",
+                                        "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
