@@ -148,5 +148,5 @@ def test_uri_paths_go_through_gfile(tmp_path):
     assert is_shard_dir(uri) and count_records(uri, verify=True) == manifest["splits"] == {"train": 30, "test": 10}
     images, labels = next(iter(load(uri, "test", 10, training=False, with_labels=True)))
     assert sorted(labels.numpy().tolist()) == sorted(arrays["test"][1].tolist())
-    assert tf.io.gfile.listdir(uri) == ["manifest.json", "test-00000-of-00001.tfrecord",
+    assert sorted(tf.io.gfile.listdir(uri)) == ["manifest.json", "test-00000-of-00001.tfrecord",
                                         "train-00000-of-00002.tfrecord", "train-00001-of-00002.tfrecord"]
