@@ -9,8 +9,9 @@ Order of operations, chosen so that the expensive work happens once per batch an
 Raw-pixel shards are parsed a whole batch at a time (one ``parse_example`` and one ``decode_raw``
 per batch); PNG shards are decoded per image in parallel before batching. Randomness (file order,
 shuffle, flips, binarization) follows ``seed``: flips and binarization use stateless ops seeded
-from ``tf.data.Dataset.random(seed)``, so two runs with the same seed give the same batches when
-``training=False`` or when parallelism is deterministic.
+from ``tf.data.Dataset.random(seed)``. When training, every pass over the dataset (every epoch,
+whether by ``repeat`` or by Keras re-iterating it) draws new flips and binarizations; when not
+training, every pass gives the same batches.
 """
 from __future__ import annotations
 
@@ -171,7 +172,10 @@ def load(
     else:
         dataset = dataset.map(parse, num_parallel_calls=AUTOTUNE, deterministic=deterministic)
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    dataset = tf.data.Dataset.zip((dataset, tf.data.Dataset.random(seed=seed)))
+    # New flips and binarizations every epoch when training, also when Keras re-iterates a finite
+    # dataset each epoch; the same ones on every pass when evaluating.
+    noise = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=training)
+    dataset = tf.data.Dataset.zip((dataset, noise))
     structure = _outputs(manifest, with_labels, with_attributes)
 
     def finish(features, random_int):

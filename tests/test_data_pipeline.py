@@ -74,6 +74,18 @@ def test_dynamic_binarization_samples_bernoulli_of_the_grey_value(mnist_dir):
     assert not np.array_equal(draws[0], draws[1])
 
 
+def test_each_training_pass_draws_new_noise_and_each_evaluation_pass_the_same(tmp_path):
+    write_mnist_folder(tmp_path / "src", n_train=100, n_test=10)
+    out = str(tmp_path / "one_shard")
+    prepare_dataset("mnist", str(tmp_path / "src"), out, shards=1, progress=False)
+    # one shard and no shuffle buffer: the order is fixed, so only the noise can differ between passes
+    training = load(out, "train", 100, binarize="dynamic", shuffle_buffer=1, seed=5)
+    first, second = (np.concatenate(_collect(training)) for _ in range(2))
+    assert not np.array_equal(first, second)
+    evaluation = load(out, "train", 100, training=False, binarize="dynamic", flip=True, seed=5)
+    np.testing.assert_array_equal(*(np.concatenate(_collect(evaluation)) for _ in range(2)))
+
+
 def test_flip_mirrors_about_half_of_the_images(mnist_dir):
     out, _ = mnist_dir
     plain = np.concatenate(_collect(load(out, "train", 50, training=False)))
