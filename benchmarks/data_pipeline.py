@@ -55,7 +55,8 @@ def make_sources(folder: pathlib.Path, size: int, count: int, unique: int, seed:
     rng = np.random.default_rng(seed)
     if folder.is_dir() and len(list(folder.glob("*/*.png"))) == count:
         return folder  # made by an earlier run with the same --workdir
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     made = []
     for i in range(count):
         path = folder / f"{i // 1000:05d}" / f"{i:05d}.png"
@@ -125,7 +126,7 @@ def keras_dataset(folder: pathlib.Path, size: int):
     return dataset.map(lambda x: x / 255.0).repeat().prefetch(-1)
 
 
-def training_rates(size: int, shard_dir: str, seconds: float) -> tuple[dict | None, dict | None, str]:
+def training_rates(size: int, shard_dir: str, seconds: float, repeats: int) -> tuple[dict | None, dict | None, str]:
     """(train step fed from memory, fit fed from the shards, note); None when facevae is unavailable."""
     try:
         import keras
@@ -146,11 +147,16 @@ def training_rates(size: int, shard_dir: str, seconds: float) -> tuple[dict | No
 
     def fit_rate(dataset) -> dict:
         model.fit(dataset, steps_per_epoch=3, epochs=1, verbose=0)  # trace and warm up
-        steps, start, cpu = 0, time.perf_counter(), _cpu_seconds()
-        while time.perf_counter() - start < seconds:
-            model.fit(dataset, steps_per_epoch=5, epochs=1, verbose=0)
-            steps += 5
-        return _summary([time.perf_counter() - start], [_cpu_seconds() - cpu], [steps * BATCH])
+        walls, cpus, counts = [], [], []
+        for _ in range(repeats):
+            steps, start, cpu = 0, time.perf_counter(), _cpu_seconds()
+            while time.perf_counter() - start < seconds:
+                model.fit(dataset, steps_per_epoch=5, epochs=1, verbose=0)
+                steps += 5
+            walls.append(time.perf_counter() - start)
+            cpus.append(_cpu_seconds() - cpu)
+            counts.append(steps * BATCH)
+        return _summary(walls, cpus, counts)
 
     from_shards = load(shard_dir, "train", BATCH, flip=True, repeat=True)
     return fit_rate(in_memory), fit_rate(from_shards), "FaceVAE, ffhq preset (latent 200, mse), batch 150, Adam"
@@ -188,10 +194,11 @@ def main() -> None:
     if "pipeline" in args.parts:
         results["sizes"] = measure_pipelines(work, counts, seconds, repeats)
         results["load_average_pipeline"]["end"] = os.getloadavg()
+        write_results(results, args.results)  # keep these figures even if the next part fails
     if "conversion" in args.parts:
         results["conversion_img_s"] = measure_conversions(work, args.quick)
         results["load_average_conversion"]["end"] = os.getloadavg()
-    write_results(results, args.results)
+        write_results(results, args.results)
     if args.workdir is None:
         shutil.rmtree(work)
 
@@ -221,7 +228,7 @@ def measure_pipelines(work: pathlib.Path, counts: dict[int, int], seconds: float
             print(f"{size}px pipeline {name}: {row['pipeline'][name]}", flush=True)
         row["png_tf_data"] = rate(lambda: png_dataset(src, size), seconds, repeats)
         row["keras_image_dataset_from_directory"] = rate(lambda: keras_dataset(src, size), seconds, repeats)
-        row["train_step"], row["fit_from_shards"], row["model"] = training_rates(size, shards, seconds)
+        row["train_step"], row["fit_from_shards"], row["model"] = training_rates(size, shards, seconds, repeats)
         print(f"{size}px: {json.dumps({k: v for k, v in row.items() if k != 'pipeline'})}", flush=True)
         sizes[str(size)] = row
     return sizes
