@@ -18,7 +18,9 @@ __all__ = ["main", "build_parser"]
 
 # Modules of data_prep that register a sub-command, in the order --help lists them.
 _COMMAND_MODULES = [
+    "data_prep.prepare_cli",
     "data_prep.synthetic_cli",
+    "data_prep.inspect_cli",
 ]
 
 

@@ -1,0 +1,138 @@
+"""Looking inside a shard directory: summary, record counts and checksums, contact sheet.
+
+The contact sheet tiles the first images of a split (8 per row) with a caption under each tile:
+the label for MNIST, else the source index followed by the binary attributes that are 1 (when
+the shards carry attributes). Tiles smaller than 64 px are enlarged with nearest-neighbour
+filtering so that digits stay legible.
+"""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from data_prep import storage
+from data_prep.errors import DataError
+from data_prep.manifest import read_manifest, shard_paths
+from data_prep.records import feature_spec
+
+__all__ = ["read_examples", "count_records", "summary_lines", "contact_sheet"]
+
+_COLUMNS = 8
+_MIN_TILE = 64
+_CAPTION = 14
+
+
+def read_examples(directory: str, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
+    """The first ``limit`` examples of ``split`` in shard order, as NumPy arrays.
+
+    Keys: ``image`` uint8 (N, H, W, C), ``index`` int64 (N,), and ``label`` (N,) /
+    ``attributes`` (N, A) when the shards hold them.
+    """
+    import tensorflow as tf
+
+    manifest = read_manifest(directory)
+    files = shard_paths(directory, manifest, split)
+    height, width, channels = manifest["image_shape"]
+    spec = feature_spec(manifest)
+
+    def parse(serialized):
+        features = tf.io.parse_single_example(serialized, spec)
+        if manifest["encoding"] == "raw":
+            image = tf.io.decode_raw(features["image"], tf.uint8)
+        else:
+            image = tf.io.decode_png(features["image"], channels=channels)
+        features["image"] = tf.reshape(image, [height, width, channels])
+        return features
+
+    dataset = tf.data.TFRecordDataset(files).map(parse)
+    if limit is not None:
+        dataset = dataset.take(limit)
+    batches = list(dataset.batch(4096).as_numpy_iterator())
+    if not batches:
+        empty = {"image": np.zeros((0, height, width, channels), np.uint8), "index": np.zeros((0,), np.int64)}
+        return empty
+    return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]}
+
+
+def count_records(directory: str, *, verify: bool = False) -> dict[str, int]:
+    """Records actually present per split; with ``verify``, DataError on a shard whose SHA-256 differs."""
+    import tensorflow as tf
+
+    manifest = read_manifest(directory)
+    counts = {split: 0 for split in manifest["splits"]}
+    for shard in manifest["shards"]:
+        path = storage.join(directory, shard["file"])
+        if not storage.exists(path):
+            raise DataError(f"{path}: listed in the manifest but missing; re-run the preparation command")
+        if verify and storage.sha256_of(path) != shard["sha256"]:
+            raise DataError(f"{path}: checksum differs from the manifest; the file changed or is corrupt")
+        counts[shard["split"]] += int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
+    return counts
+
+
+def summary_lines(directory: str, counts: dict[str, int] | None = None) -> list[str]:
+    """Human-readable summary of the manifest (and of the counted records, when given)."""
+    manifest = read_manifest(directory)
+    lines = [
+        f"shards in {directory}",
+        f"  source     {manifest['source']['kind']} from {manifest['source']['path']}",
+        f"  command    {manifest['command']}",
+        f"  images     {'x'.join(map(str, manifest['image_shape']))} uint8, {manifest['encoding']} encoding, "
+        f"pixel values {manifest.get('pixel_values', '0-255')}",
+    ]
+    for split, count in manifest["splits"].items():
+        files = sum(1 for shard in manifest["shards"] if shard["split"] == split)
+        found = "" if counts is None else f", {counts[split]:,} read back" + (" (OK)" if counts[split] == count else " (MISMATCH)")
+        lines.append(f"  {split:<10} {count:,} examples in {files} shards{found}")
+    if manifest.get("label_names"):
+        lines.append(f"  labels     {manifest['num_classes']} classes: {' '.join(manifest['label_names'])}")
+    if manifest["attribute_names"]:
+        lines.append(f"  attributes {len(manifest['attribute_names'])}: {', '.join(manifest['attribute_names'])}")
+    lines.append(f"  skipped    {manifest['skipped']['count']:,} files at preparation")
+    return lines
+
+
+def _caption(manifest: dict, examples: dict, i: int) -> str:
+    if "label" in examples:
+        return f"{manifest['label_names'][int(examples['label'][i])]}  #{int(examples['index'][i])}"
+    text = f"#{int(examples['index'][i])}"
+    if "attributes" in examples:
+        table = examples["attributes"]
+        binary = np.isin(np.nan_to_num(table, nan=0.0), (0.0, 1.0)).all(axis=0)  # skip continuous columns
+        true = [name for name, value, flag in zip(manifest["attribute_names"], table[i], binary) if flag and value == 1]
+        text += " " + ",".join(name for name in true if name != "face_detected")
+    return text
+
+
+def contact_sheet(directory: str, out_path: str, *, split: str | None = None, count: int = 64) -> str:
+    """Write a PNG tiling the first ``count`` images of ``split`` (default: the first non-empty one)."""
+    manifest = read_manifest(directory)
+    if split is None:
+        split = next((name for name, n in manifest["splits"].items() if n > 0), None)
+        if split is None:
+            raise DataError(f"{directory}: every split is empty")
+    examples = read_examples(directory, split, count)
+    images = examples["image"]
+    height, width, _ = manifest["image_shape"]
+    scale = max(1, math.ceil(_MIN_TILE / max(height, width)))
+    tile_w, tile_h = width * scale, height * scale
+    rows = max(1, math.ceil(len(images) / _COLUMNS))
+    sheet = Image.new("RGB", (_COLUMNS * tile_w, rows * (tile_h + _CAPTION)), "white")
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    for i, image in enumerate(images):
+        tile = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).convert("RGB")
+        tile = tile.resize((tile_w, tile_h), Image.Resampling.NEAREST)
+        x, y = (i % _COLUMNS) * tile_w, (i // _COLUMNS) * (tile_h + _CAPTION)
+        sheet.paste(tile, (x, y))
+        caption = _caption(manifest, examples, i)
+        while caption and draw.textlength(caption, font=font) > tile_w - 2:
+            caption = caption[:-1]
+        draw.text((x + 1, y + tile_h + 1), caption, fill="black", font=font)
+    buffer = io.BytesIO()
+    sheet.save(buffer, "PNG")
+    storage.write_bytes_atomic(out_path, buffer.getvalue())
+    return out_path
