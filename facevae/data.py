@@ -6,6 +6,7 @@ of held-out images for sample grids and metrics.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ import tensorflow as tf
 
 from facevae.config import DataConfig, RunConfig
 
-__all__ = ["DataUnavailable", "TrainingData", "training_data", "synthetic_datasets"]
+__all__ = ["DataUnavailable", "TrainingData", "training_data", "synthetic_datasets", "shard_cache_dir"]
 
 _PREPARE_HINT = {
     "ffhq": "python -m data_prep ffhq --src FFHQ_DIR --out DIR --size 128",
@@ -66,6 +67,19 @@ def synthetic_datasets(data: DataConfig, batch_size: int, seed: int) -> Training
     return TrainingData(train_ds, validation_ds, held_out[:64].astype(np.float32) / 255.0, mean_image.astype(np.float32))
 
 
+def shard_cache_dir(data: DataConfig) -> str:
+    """Where shards of raw ``data.data_dir`` are prepared on first use.
+
+    ``$FACEVAE_CACHE`` (default ``~/.cache/facevae``) ``/shards/<folder>-<hash of its path>-<dataset>-<size>px``:
+    never beside the raw data, which may be read-only or shared.
+    """
+    root = os.environ.get("FACEVAE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "facevae"))
+    source = os.path.abspath(data.data_dir)
+    digest = hashlib.sha1(source.encode()).hexdigest()[:8]
+    name = f"{os.path.basename(source.rstrip('/'))}-{digest}-{data.dataset}-{data.image_size}px"
+    return os.path.join(root, "shards", name)
+
+
 def _shard_datasets(data: DataConfig, batch_size: int, seed: int) -> TrainingData:
     hint = _PREPARE_HINT[data.dataset]
     if not data.data_dir:
@@ -78,10 +92,14 @@ def _shard_datasets(data: DataConfig, batch_size: int, seed: int) -> TrainingDat
     from data_prep.prepare import prepare_dataset
 
     if not is_shard_dir(shard_dir):
-        shard_dir = os.path.join(data.data_dir.rstrip("/") + "-shards", f"{data.image_size}px")
-        print(f"{data.data_dir} holds raw data; preparing shards into {shard_dir} (once)")
-        kind = data.dataset
-        prepare_dataset(kind, data.data_dir, shard_dir, size=data.image_size if kind in ("ffhq", "folder") else None)
+        shard_dir = shard_cache_dir(data)
+        if is_shard_dir(shard_dir):
+            print(f"{data.data_dir} holds raw data; using the shards prepared from it in {shard_dir}")
+        else:
+            print(f"{data.data_dir} holds raw data; preparing shards into {shard_dir} (first use only)")
+            kind = data.dataset
+            size = data.image_size if kind in ("ffhq", "folder") else None
+            prepare_dataset(kind, data.data_dir, shard_dir, size=size)
     manifest = read_manifest(shard_dir)
     height, width, channels = manifest["image_shape"]
     if (height, channels) != (data.image_size, data.channels):
@@ -94,6 +112,11 @@ def _shard_datasets(data: DataConfig, batch_size: int, seed: int) -> TrainingDat
     held_out = next((s for s in ("validation", "test") if splits.get(s)), None)
     if held_out is None:
         raise DataUnavailable(f"shards in {shard_dir} have no validation or test split")
+    if splits.get("train", 0) < batch_size:
+        raise DataUnavailable(
+            f"shards in {shard_dir} hold {splits.get('train', 0)} training images, fewer than one batch; "
+            f"pass a --batch-size of at most {splits.get('train', 0)}"
+        )
     binarize = data.binarize
     train = pipeline.load(
         shard_dir, "train", batch_size, training=True, flip=data.flip, binarize=binarize, seed=seed
