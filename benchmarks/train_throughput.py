@@ -7,8 +7,8 @@ Reproduce from the repository root (about 10 minutes on 2 cores):
 Writes benchmarks/results/train_throughput.json and .md. For every image size (28, 64, 128 px) a
 fresh process (so its peak RSS is its own) times the step that ``facevae.trainer.fit`` runs
 (``facevae.distributed.make_train_step`` under the default strategy) for K = 0, 5, 10 planar flows,
-fed from memory (uint8 array -> tf.data) and from TFRecord shards written by this script in the
-data_prep layout (one tf.train.Example per image, raw uint8 bytes). Variants are interleaved and
+fed from memory (uint8 array -> tf.data) and from shards (the images saved as PNG files, prepared
+by ``data_prep.prepare.prepare_dataset("folder", ...)`` and read by ``data_prep.pipeline.load``). Variants are interleaved and
 repeated; each timed block is preceded by a float32 matmul timing (2048 x 2048, best of 3).
 On a machine shared with other jobs the wall clock measures the other jobs too, so, as in
 benchmarks/synthetic_speed.py, the headline figures are the least disturbed: img/s = the best
@@ -95,21 +95,20 @@ def _images(size: int, channels: int, count: int):
     return np.random.default_rng(0).integers(0, 256, (count, size, size, channels), dtype=np.uint8)
 
 
-def _write_shards(images, directory: str, shards: int = 4) -> list[str]:
-    import tensorflow as tf
+def _write_shards(images, directory: str, shards: int = 4) -> str:
+    """The images as PNG files, turned into shards by data_prep exactly as users prepare a folder."""
+    from PIL import Image
 
-    paths = []
-    for index in range(shards):
-        path = os.path.join(directory, f"train-{index:05d}-of-{shards:05d}.tfrecord")
-        with tf.io.TFRecordWriter(path) as writer:
-            for image in images[index::shards]:
-                feature = {
-                    "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
-                    "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=list(image.shape))),
-                }
-                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
-        paths.append(path)
-    return paths
+    from data_prep.prepare import prepare_dataset
+
+    source = os.path.join(directory, "png")
+    os.makedirs(source)
+    for index, image in enumerate(images):
+        Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(os.path.join(source, f"{index:05d}.png"))
+    out = os.path.join(directory, "shards")
+    prepare_dataset("folder", source, out, size=images.shape[1], channels=images.shape[-1], shards=shards,
+                    workers=1, progress=False, validation_fraction=0.05)
+    return out
 
 
 def _to_float(images):
@@ -126,20 +125,11 @@ def memory_dataset(images, batch: int):
             .prefetch(tf.data.AUTOTUNE))
 
 
-def shard_dataset(paths: list[str], shape: tuple, batch: int):
-    """Interleaved shard reads, batched (vectorised) parsing and decoding, prefetch."""
-    import tensorflow as tf
+def shard_dataset(shard_dir: str, batch: int):
+    """data_prep.pipeline.load: interleaved shard reads, batched parsing, shuffle, repeat, prefetch."""
+    from data_prep import pipeline
 
-    spec = {"image": tf.io.FixedLenFeature([], tf.string)}
-
-    def parse(records):
-        raw = tf.io.decode_raw(tf.io.parse_example(records, spec)["image"], tf.uint8)
-        return _to_float(tf.reshape(raw, (-1, *shape)))
-
-    files = tf.data.Dataset.from_tensor_slices(paths).repeat()
-    return (files.interleave(tf.data.TFRecordDataset, cycle_length=len(paths), num_parallel_calls=tf.data.AUTOTUNE)
-            .shuffle(1024, seed=0).batch(batch, drop_remainder=True)
-            .map(parse, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE))
+    return pipeline.load(shard_dir, "train", batch, training=True, repeat=True, shuffle_buffer=1024, seed=0)
 
 
 def _step_for(config):
@@ -175,13 +165,13 @@ def run_size(size: int, flows_list: list[int], batch: int, steps: int, repeats: 
     channels = config.data.channels
     images = _images(size, channels, max(8 * batch, 1024))
     workdir = tempfile.mkdtemp(prefix="facevae-throughput-")
-    paths = _write_shards(images, workdir)
+    shard_dir = _write_shards(images, workdir)
     variants = {}
     for flows in flows_list:
         model, step = _step_for(_config(size, flows, batch))
         flops = 3.0 * model_flops(model)
         for feed in ("memory", "shards"):
-            dataset = memory_dataset(images, batch) if feed == "memory" else shard_dataset(paths, images.shape[1:], batch)
+            dataset = memory_dataset(images, batch) if feed == "memory" else shard_dataset(shard_dir, batch)
             variants[(flows, feed)] = (step, iter(dataset), flops)
     names = ("wall_images_per_second", "images_per_second", "fraction_of_peak", "wall_fraction_of_peak",
              "peak_gflops", "wall_peak_gflops")

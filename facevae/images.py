@@ -3,8 +3,9 @@
     image, note = read_image("me.jpg", size=64, channels=3)   # float32 [64, 64, 3] in [0, 1]
     if note: print(note)                                        # "note: me.jpg is 640x480; ..."
 
-Any format Pillow reads works; colour images become grey (ITU-R 601 luma) for 1-channel models
-and grey images are repeated into 3 channels for RGB models.
+Pixels go through ``data_prep.images.decode_image``, the same decoding, crop and Lanczos
+resize that prepared the training shards (EXIF orientation, 16-bit, palette, CMYK and
+transparent images included), so a model sees a user's photo as it saw its training data.
 """
 from __future__ import annotations
 
@@ -13,65 +14,48 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["ImageError", "check_paths", "read_image", "read_images", "centre_crop_resize"]
+from data_prep.images import ImageFileError, decode_image
+
+__all__ = ["ImageError", "check_paths", "read_image", "read_images"]
 
 
 class ImageError(ValueError):
     """A missing or unreadable image (a user error, shown as one line)."""
 
 
-def centre_crop_resize(image: Image.Image, size: int) -> Image.Image:
-    """The largest centred square of ``image``, resized to ``size`` x ``size`` (bicubic, antialiased)."""
-    width, height = image.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    square = image.crop((left, top, left + side, top + side))
-    if side != size:
-        square = square.resize((size, size), Image.BICUBIC, reducing_gap=None)
-    return square
-
-
-def check_paths(paths: list[str]) -> None:
-    """ImageError for the first path that is missing, a directory or not an image (cheap: reads headers only)."""
-    for path in paths:
-        if not os.path.exists(path):
-            raise ImageError(f"image {path!r} does not exist")
-        if os.path.isdir(path):
-            raise ImageError(f"image {path!r} is a directory, not an image file")
-        try:
-            with Image.open(path) as opened:
-                opened.verify()
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-            raise ImageError(f"cannot read image {path!r}: {reason}") from None
-
-
-def read_image(path: str, size: int, channels: int) -> tuple[np.ndarray, str | None]:
-    """Read ``path`` as float32 [size, size, channels] in [0, 1]; also a note when it had to be cropped or resized."""
+def _image_size(path: str) -> tuple[int, int]:
+    """(width, height) from the file's header; ImageError when it is missing or not an image."""
     if not os.path.exists(path):
         raise ImageError(f"image {path!r} does not exist")
     if os.path.isdir(path):
         raise ImageError(f"image {path!r} is a directory, not an image file")
     try:
         with Image.open(path) as opened:
-            opened.load()
-            image = opened.convert("RGBA") if opened.mode in ("P", "LA", "PA") else opened.copy()
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+            opened.verify()
+            return opened.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ImageError(f"cannot read image {path!r}: {reason}") from None
-    if image.mode == "RGBA":  # composite transparent images on white
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, image)
-    image = image.convert("L" if channels == 1 else "RGB")
-    width, height = image.size
+
+
+def check_paths(paths: list[str]) -> None:
+    """ImageError for the first path that is missing, a directory or not an image (cheap: reads headers only)."""
+    for path in paths:
+        _image_size(path)
+
+
+def read_image(path: str, size: int, channels: int) -> tuple[np.ndarray, str | None]:
+    """Read ``path`` as float32 [size, size, channels] in [0, 1]; also a note when it had to be cropped or resized."""
+    width, height = _image_size(path)
+    try:
+        pixels, _ = decode_image(path, size, channels=channels)
+    except ImageFileError as error:
+        raise ImageError(f"cannot read image {path!r}: {error}") from None
     note = None
     if (width, height) != (size, size):
         crop = f"centre-cropped to {min(width, height)}x{min(width, height)} and " if width != height else ""
         note = f"note: {path} is {width}x{height}; {crop}resized to {size}x{size} for the model"
-    array = np.asarray(centre_crop_resize(image, size), dtype=np.float32) / 255.0
-    if array.ndim == 2:
-        array = array[..., None]
-    return array, note
+    return pixels.astype(np.float32) / 255.0, note
 
 
 def read_images(paths: list[str], size: int, channels: int) -> tuple[np.ndarray, list[str]]:
