@@ -15,7 +15,8 @@ import tensorflow as tf
 
 from facevae.config import DataConfig, RunConfig
 
-__all__ = ["DataUnavailable", "TrainingData", "training_data", "synthetic_datasets", "shard_cache_dir"]
+__all__ = ["DataUnavailable", "TrainingData", "training_data", "synthetic_datasets", "shard_cache_dir",
+           "resolve_shards"]
 
 _PREPARE_HINT = {
     "ffhq": "python -m data_prep ffhq --src FFHQ_DIR --out DIR --size 128",
@@ -80,26 +81,38 @@ def shard_cache_dir(data: DataConfig) -> str:
     return os.path.join(root, "shards", name)
 
 
-def _shard_datasets(data: DataConfig, batch_size: int, seed: int) -> TrainingData:
+def resolve_shards(data: DataConfig) -> str:
+    """The shard directory for ``data.data_dir``: the folder itself when it holds shards, else shards
+    prepared from the raw data into ``shard_cache_dir(data)`` on first use (and reused afterwards).
+
+    Raises DataUnavailable, with the data_prep command to run, when there is no ``data_dir``.
+    """
     hint = _PREPARE_HINT[data.dataset]
     if not data.data_dir:
         raise DataUnavailable(f"--dataset {data.dataset} needs --data-dir; prepare shards with: {hint}")
-    shard_dir = data.data_dir
-    if not tf.io.gfile.exists(shard_dir):
-        raise DataUnavailable(f"--data-dir {shard_dir} does not exist; prepare shards with: {hint}")
-    from data_prep import pipeline
-    from data_prep.manifest import is_shard_dir, read_manifest
+    if not tf.io.gfile.exists(data.data_dir):
+        raise DataUnavailable(f"--data-dir {data.data_dir} does not exist; prepare shards with: {hint}")
+    from data_prep.manifest import is_shard_dir
     from data_prep.prepare import prepare_dataset
 
-    if not is_shard_dir(shard_dir):
-        shard_dir = shard_cache_dir(data)
-        if is_shard_dir(shard_dir):
-            print(f"{data.data_dir} holds raw data; using the shards prepared from it in {shard_dir}")
-        else:
-            print(f"{data.data_dir} holds raw data; preparing shards into {shard_dir} (first use only)")
-            kind = data.dataset
-            size = data.image_size if kind in ("ffhq", "folder") else None
-            prepare_dataset(kind, data.data_dir, shard_dir, size=size)
+    if is_shard_dir(data.data_dir):
+        return data.data_dir
+    shard_dir = shard_cache_dir(data)
+    if is_shard_dir(shard_dir):
+        print(f"{data.data_dir} holds raw data; using the shards prepared from it in {shard_dir}")
+    else:
+        print(f"{data.data_dir} holds raw data; preparing shards into {shard_dir} (first use only)")
+        kind = data.dataset
+        size = data.image_size if kind in ("ffhq", "folder") else None
+        prepare_dataset(kind, data.data_dir, shard_dir, size=size)
+    return shard_dir
+
+
+def _shard_datasets(data: DataConfig, batch_size: int, seed: int) -> TrainingData:
+    from data_prep import pipeline
+    from data_prep.manifest import read_manifest
+
+    shard_dir = resolve_shards(data)
     manifest = read_manifest(shard_dir)
     height, width, channels = manifest["image_shape"]
     if (height, channels) != (data.image_size, data.channels):

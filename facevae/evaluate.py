@@ -59,22 +59,12 @@ def held_out_images(dataset: str, split: str, data_dir: str | None, image_size: 
                                    start=start)
         images = images.astype(np.float32) / 255.0
         return [images[i : i + batch_size] for i in range(0, len(images), batch_size)], len(images)
-    from facevae.data import _PREPARE_HINT, DataUnavailable
-
-    if not data_dir or not os.path.isdir(data_dir):
-        raise DataUnavailable(f"--dataset {dataset} needs --data-dir with shards; prepare them with: "
-                              f"{_PREPARE_HINT.get(dataset, 'python -m data_prep')}")
     from data_prep import pipeline
-    from data_prep.manifest import is_shard_dir, read_manifest
+    from data_prep.manifest import read_manifest
+    from facevae.config import DataConfig
+    from facevae.data import DataUnavailable, resolve_shards
 
-    if not is_shard_dir(data_dir):
-        from data_prep.prepare import prepare_dataset
-
-        shards = data_dir.rstrip("/") + "-shards"
-        if not is_shard_dir(shards):
-            print(f"{data_dir} holds raw data; preparing shards into {shards} (once)")
-            prepare_dataset(dataset, data_dir, shards)
-        data_dir = shards
+    data_dir = resolve_shards(DataConfig(dataset=dataset, data_dir=data_dir, image_size=image_size, channels=channels))
     available = read_manifest(data_dir)["splits"].get(split)
     if not available:
         raise DataUnavailable(f"shards in {data_dir} have no {split!r} split")

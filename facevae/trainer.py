@@ -97,7 +97,8 @@ class _EpochArtifacts(keras.callbacks.Callback):
     def __init__(self, run_dir: str, preview: np.ndarray, guard: _StopOnNonFinite, seed: int):
         super().__init__()
         self.run_dir = run_dir
-        self.preview = preview[: (len(preview) // 8) * 8 or len(preview)][:32]
+        # whole rows of 8 (the sheet pairs each row of originals with its reconstructions), at most 4
+        self.preview = preview[: min(32, len(preview) // 8 * 8) or len(preview)]
         self.guard = guard
         self.seed = seed
         self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard", "images"))
@@ -143,10 +144,14 @@ def evaluate_reconstruction(model: FaceVAE, data: tf.data.Dataset, mean_image: n
     }
 
 
+def _run_dir(config: RunConfig) -> str:
+    """<output_dir>/<run_name>, naming the run DATASET-YYYYMMDD-HHMMSS when it has no name yet."""
+    config.train.run_name = config.train.run_name or f"{config.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return os.path.join(config.train.output_dir, config.train.run_name)
+
+
 def _new_run_dir(config: RunConfig) -> str:
-    name = config.train.run_name or f"{config.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    config.train.run_name = name
-    run_dir = os.path.join(config.train.output_dir, name)
+    run_dir = _run_dir(config)
     if os.path.exists(os.path.join(run_dir, "config.json")):
         raise FileExistsError(
             f"run directory {run_dir} already holds a run; pass --resume {run_dir} or another --run-name"
@@ -222,8 +227,7 @@ def fit(
     elif chief:
         run_dir = _new_run_dir(config)
     else:
-        config.train.run_name = config.train.run_name or f"{config.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-        run_dir = os.path.join(config.train.output_dir, config.train.run_name)
+        run_dir = _run_dir(config)  # a non-chief worker writes nothing there
     replicas = strategy.num_replicas_in_sync
     if chief:
         print(f"run directory: {run_dir}")
