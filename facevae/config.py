@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "DATASETS",
+    "DECODERS",
     "FLOW_MODES",
     "IMAGE_SIZES",
     "JIT_CHOICES",
@@ -32,6 +33,7 @@ DATASETS = ("synthetic", "ffhq", "mnist", "binarized_mnist", "folder")
 IMAGE_SIZES = (28, 32, 64, 128, 256)
 LIKELIHOODS = ("gaussian", "mse", "bernoulli")
 FLOW_MODES = ("global", "amortized")
+DECODERS = ("conv", "pixelcnn")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 JIT_CHOICES = ("auto", "on", "off")
 
@@ -87,6 +89,9 @@ class ModelConfig:
     likelihood: ``gaussian`` (fixed ``sigma``, in pixel units of [0, 1]), ``bernoulli``
     (binary pixels, decoder gives logits), or ``mse``: the published face-VAE objective
     ``r_loss_factor * mean((x - x_hat)^2)``, a Gaussian with sigma^2 = D / (2 r_loss_factor).
+    decoder: ``conv`` (Conv2DTranspose blocks, one logit per pixel from z alone) or ``pixelcnn``
+    (``facevae.pixelcnn``: autoregressive over pixels, binary single-channel images with the
+    Bernoulli likelihood only); pixel_filters / pixel_layers: width and depth of its masked stack.
     """
 
     image_size: int = 64
@@ -98,6 +103,9 @@ class ModelConfig:
     likelihood: str = "gaussian"
     sigma: float = 0.1
     r_loss_factor: float = 10000.0
+    decoder: str = "conv"
+    pixel_filters: int = 32
+    pixel_layers: int = 0
 
     def validate(self) -> None:
         _choice("image size", self.image_size, IMAGE_SIZES)
@@ -111,6 +119,13 @@ class ModelConfig:
         _choice("likelihood", self.likelihood, LIKELIHOODS)
         _positive("sigma", self.sigma)
         _positive("r_loss_factor", self.r_loss_factor)
+        _choice("decoder", self.decoder, DECODERS)
+        if self.decoder == "pixelcnn" and (self.likelihood != "bernoulli" or self.channels != 1):
+            raise ValueError("decoder='pixelcnn' models binary single-channel images: it needs likelihood='bernoulli' "
+                             f"and channels=1. Received: likelihood={self.likelihood!r}, channels={self.channels!r}")
+        _positive("pixel_filters", self.pixel_filters)
+        if self.pixel_layers < 0:
+            raise ValueError(f"pixel_layers must be >= 0. Received: pixel_layers={self.pixel_layers!r}")
 
 
 @dataclass

@@ -4,6 +4,8 @@ Encoder: 4 x [Conv2D(3x3, stride 2, 'same') -> BatchNorm (fused kernel) -> Leaky
 Dense heads for the posterior mean and log-variance. Decoder: Dense -> Reshape ->
 4 x [Conv2DTranspose(3x3, stride 2) -> BatchNorm -> LeakyReLU], the last block without
 BatchNorm or activation, giving logits. 28 px images are zero-padded to 32 and cropped back.
+With ``decoder="pixelcnn"`` the decoder is ``facevae.pixelcnn.AutoregressiveDecoder`` instead:
+p(x|z) = prod_i p(x_i | x_<i, z), teacher-forced in the loss, pixel by pixel when decoding.
 
 Per example, with z0 = mean + exp(log_var / 2) * eps and zK = f_K o ... o f_1(z0),
 the loss (negative ELBO, nats) is
@@ -24,6 +26,7 @@ from facevae import losses
 from facevae.batchnorm import FusedBatchNormalization
 from facevae.config import ModelConfig
 from facevae.flows import PlanarFlows
+from facevae.pixelcnn import AutoregressiveDecoder
 
 __all__ = ["build_encoder", "build_decoder", "GaussianSampler", "FaceVAE"]
 
@@ -126,7 +129,12 @@ class FaceVAE(keras.Model):
         self.config = config
         self.seed = seed
         self.encoder = build_encoder(config)
-        self.decoder = build_decoder(config)
+        if config.decoder == "pixelcnn":
+            self.decoder = AutoregressiveDecoder(config.image_size, config.latent_dim, config.pixel_filters,
+                                                 config.pixel_layers, name="decoder")
+            self.decoder.build()
+        else:
+            self.decoder = build_decoder(config)
         # Sampling and flows run in float32 whatever the global dtype policy (mixed precision).
         self.flows = PlanarFlows(config.flows, config.latent_dim, mode=config.flow_mode, name="flows", dtype="float32")
         self.sampler = GaussianSampler(seed, name="sampler", dtype="float32")
@@ -155,11 +163,24 @@ class FaceVAE(keras.Model):
         z, _ = self.apply_flows(mean, features)
         return mean, log_var, z
 
-    def decode_logits(self, z, training: bool = False):
+    @property
+    def autoregressive(self) -> bool:
+        """True when p(x|z) is the pixel-by-pixel ``AutoregressiveDecoder`` (its logits need x itself)."""
+        return self.config.decoder == "pixelcnn"
+
+    def decode_logits(self, z, training: bool = False, images=None):
+        """z [B, d] -> logits [B, S, S, C] of p(x|z); an autoregressive decoder also needs the ``images`` x."""
+        if self.autoregressive:
+            if images is None:
+                raise ValueError("decode_logits of an autoregressive decoder needs the images it scores")
+            return self.decoder(z, images, training=training)
         return self.decoder(z, training=training)
 
     def decode(self, z, training: bool = False):
-        """z [B, d] -> images [B, S, S, C] in [0, 1] (the likelihood's mean)."""
+        """z [B, d] -> images [B, S, S, C] in [0, 1]: the likelihood's mean, or for an autoregressive
+        decoder p(x_i = 1 | x_<i, z) along its deterministic greedy decoding."""
+        if self.autoregressive:
+            return self.decoder.generate(z)[1]
         return tf.sigmoid(self.decode_logits(z, training=training))
 
     def reconstruct(self, images):
@@ -192,7 +213,7 @@ class FaceVAE(keras.Model):
         mean, log_var, features = self.posterior(images, training=training)
         z0, _ = self.sampler(mean, log_var, noise=noise)
         zk, log_det = self.apply_flows(z0, features)
-        logits = self.decode_logits(zk, training=training)
+        logits = self.decode_logits(zk, training=training, images=images)
         reconstruction = self._reconstruction(images, logits)
         log_q0 = losses.diagonal_gaussian_log_prob(z0, mean, log_var)
         log_prior = losses.standard_normal_log_prob(zk)
@@ -212,7 +233,8 @@ class FaceVAE(keras.Model):
         """log w_s = log p(x|zK_s) + log p(zK_s) - log q0(z0_s|x) + sum_k log|det J_k|; shape [S, B].
 
         With S samples, -logsumexp_s(log w_s) + log S is the importance-weighted bound on -log p(x)
-        (Burda et al. 2015). The encoder runs once; S draws share it.
+        (Burda et al. 2015). The encoder runs once, and so does an autoregressive decoder's x-context;
+        S draws share them.
         """
         mean, log_var, features = self.posterior(images)
         z0, _ = self.sampler(mean, log_var, num_samples=num_samples)  # [S, B, d]
@@ -220,8 +242,13 @@ class FaceVAE(keras.Model):
         flat_z0 = tf.reshape(z0, [-1, self.config.latent_dim])
         flat_features = tf.tile(features, [num_samples, 1])
         zk, log_det = self.apply_flows(flat_z0, flat_features)
-        logits = self.decode_logits(zk)
         repeated = tf.tile(images, [num_samples, 1, 1, 1])
+        if self.autoregressive:  # one x-context per image, broadcast over the S draws
+            draws = tf.reshape(zk, [num_samples, batch, self.config.latent_dim])
+            logits = self.decoder.logits(draws, self.decoder.context(images)[None])
+            logits = tf.reshape(logits, tf.shape(repeated))
+        else:
+            logits = self.decode_logits(zk)
         log_likelihood = -self._reconstruction(repeated, logits)
         log_q0 = losses.diagonal_gaussian_log_prob(z0, mean, log_var)  # [S, B]
         flat = log_likelihood + log_det + losses.standard_normal_log_prob(zk)
