@@ -175,5 +175,9 @@ def test_evaluate_model_reports_every_metric(tiny_vae):
     assert result["iw_nll_bits_per_dim"] == pytest.approx(result["iw_nll"] / (784 * math.log(2)))
     assert result["psnr_db"] == pytest.approx(10 * math.log10(1 / result["reconstruction_mse"]))
     assert "iw_nll" not in metrics.evaluate_model(tiny_vae, [images], importance_samples=0)
+    limited = metrics.evaluate_model(tiny_vae, [images[:3], images[3:]], reconstruction_limit=4)
+    assert limited["reconstruction_examples"] == 4 and result["reconstruction_examples"] == 5
+    expected = metrics.reconstruction_errors(tiny_vae, images[:4]).mean()
+    assert limited["reconstruction_mse"] == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="empty"):
         metrics.evaluate_model(tiny_vae, [])
