@@ -30,6 +30,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from tqdm import tqdm
 
 from facevae import cli, metrics, plots
 from facevae.config import preset
@@ -137,13 +138,16 @@ def train_model(flows: int, data: TrainingData, args) -> str:
     """Train (or resume) the K = ``flows`` model within the budget; returns its run directory."""
     run_dir = os.path.join(args.runs, f"bmnist-K{flows}")
     budget = _Budget(run_dir, args.budget_minutes * 60.0)
-    if budget.spent >= budget.budget and latest_checkpoint(run_dir)[0]:
-        print(f"K={flows}: budget already spent ({budget.spent:.0f} s); evaluating the last checkpoint")
+    done = json.load(open(budget.path))["epochs"] if os.path.exists(budget.path) else 0
+    if (budget.spent >= budget.budget or done >= args.epochs) and latest_checkpoint(run_dir)[0]:
+        print(f"K={flows}: budget already spent ({budget.spent:.0f} s, {done} epochs); evaluating the last checkpoint")
         return run_dir
     config = preset("binarized_mnist")
     config.data.dataset = args.dataset
     config.model.flows, config.model.flow_mode = flows, "amortized"
     config.model.latent_dim = args.latent_dim
+    config.model.decoder, config.model.pixel_filters, config.model.pixel_layers = (
+        args.decoder, args.pixel_filters, args.pixel_layers)
     config.train.epochs, config.train.batch_size = args.epochs, args.batch_size
     config.train.learning_rate, config.train.kl_warmup_epochs = args.learning_rate, args.kl_warmup
     config.train.seed, config.train.steps_per_epoch = args.seed, args.steps_per_epoch
@@ -160,15 +164,27 @@ def evaluate_run(run_dir: str, test: np.ndarray, args) -> dict:
     """Test metrics of the run's latest checkpoint: negative ELBO, IW-NLL (S samples), bits/dim, MSE, PSNR."""
     path, epoch = latest_checkpoint(run_dir)
     model = keras.models.load_model(path)
+    # A finished evaluation of this checkpoint on the same test images and S is reused (resumable study).
+    key = {"checkpoint": os.path.basename(path), "importance_samples": args.importance_samples,
+           "test_images": len(test), "test_checksum": float(test.sum(dtype=np.float64)), "mse_count": args.mse_count}
+    cache = os.path.join(run_dir, "evaluation.json")
+    if os.path.exists(cache):
+        saved = json.load(open(cache))
+        if saved.get("key") == key:
+            print(f"{run_dir}: reusing {cache}")
+            return {**saved["result"], "_model": model}
     batches = [test[i : i + args.eval_batch] for i in range(0, len(test), args.eval_batch)]
     began = time.perf_counter()
-    result = metrics.evaluate_model(model, batches, args.importance_samples, chunk=args.chunk)
+    with tqdm(total=len(test), desc=f"{os.path.basename(run_dir)} IW-NLL S={args.importance_samples}",
+              unit="img", mininterval=30) as bar:
+        result = metrics.evaluate_model(model, batches, args.importance_samples, chunk=args.chunk,
+                                        progress=bar.update, reconstruction_limit=args.mse_count)
     budget = json.load(open(os.path.join(run_dir, "budget.json")))
     result.update(checkpoint=os.path.basename(path), epochs=epoch, train_seconds=round(budget["seconds"], 1),
                   eval_seconds=round(time.perf_counter() - began, 1),
                   optimizer_steps=int(model.optimizer.iterations.numpy()))
-    result["_model"] = model
-    return result
+    _write(cache, json.dumps({"key": key, "result": result}, indent=2))
+    return {**result, "_model": model}
 
 
 def _figures(results: dict, test: np.ndarray, out: str) -> list[str]:
@@ -215,6 +231,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=cli.positive_int, default=1000, help="epoch cap per model (default: 1000)")
     p.add_argument("--steps-per-epoch", type=cli.positive_int, help="batches per epoch (default: one pass)")
     p.add_argument("--latent-dim", type=cli.positive_int, default=32, help="latent size d (default: 32)")
+    p.add_argument("--decoder", choices=("conv", "pixelcnn"), default="pixelcnn",
+                   help="p(x|z): autoregressive PixelCNN head or the plain conv decoder (default: pixelcnn)")
+    p.add_argument("--pixel-filters", type=cli.positive_int, default=32, help="PixelCNN width (default: 32)")
+    p.add_argument("--pixel-layers", type=cli.non_negative_int, default=0,
+                   help="PixelCNN 3x3 layers after its 7x7 one; 0 keeps it local, so z carries the shape (default: 0)")
     p.add_argument("--batch-size", type=cli.positive_int, default=100, help="images per step (default: 100)")
     p.add_argument("--learning-rate", type=cli.positive_float, default=1e-3, help="Adam step size (default: 0.001)")
     p.add_argument("--kl-warmup", type=cli.non_negative_int, default=2, help="KL warm-up epochs (default: 2)")
@@ -223,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-count", type=cli.positive_int, help="score the first N test images (default: all)")
     p.add_argument("--test-pick", choices=("random", "first"), default="random",
                    help="with --test-count: a seeded random subset or the first N images (default: random)")
+    p.add_argument("--mse-count", type=cli.positive_int, default=1000,
+                   help="test images whose reconstruction MSE is scored; a PixelCNN decodes pixel by pixel (default: 1000)")
     p.add_argument("--eval-batch", type=cli.positive_int, default=20, help="test images per IW batch (default: 20)")
     p.add_argument("--chunk", type=cli.positive_int, default=250, help="importance samples per pass (default: 250)")
     p.add_argument("--runs", default="runs/flows_study", help="run directories (default: runs/flows_study)")
