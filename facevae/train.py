@@ -3,6 +3,7 @@
     python -m facevae.train                                  # built-in faces, a few minutes on 2 CPU cores
     python -m facevae.train --dataset ffhq --data-dir shards/ffhq128 --flows 5
     python -m facevae.train --dataset binarized_mnist --data-dir shards/bmnist --flows 10 --flow-mode amortized
+    python -m facevae.train --dataset binarized_mnist --data-dir shards/bmnist --flows 10 --decoder pixelcnn
     python -m facevae.train --resume runs/RUN_NAME
     python -m facevae.train --dataset ffhq --data-dir gs://bucket/ffhq128 --strategy mirrored --mixed-precision
     python -m facevae.train --dataset ffhq --data-dir gs://bucket/ffhq128 --strategy multiworker
@@ -19,7 +20,7 @@ from typing import Sequence
 
 from facevae import cli
 from facevae.config import (
-    DATASETS, FLOW_MODES, IMAGE_SIZES, JIT_CHOICES, LIKELIHOODS, PRESETS, STRATEGIES, RunConfig, preset,
+    DATASETS, DECODERS, FLOW_MODES, IMAGE_SIZES, JIT_CHOICES, LIKELIHOODS, PRESETS, STRATEGIES, RunConfig, preset,
 )
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -34,6 +35,9 @@ _OVERRIDES = {
     "likelihood": ("model", "likelihood"),
     "sigma": ("model", "sigma"),
     "r_loss_factor": ("model", "r_loss_factor"),
+    "decoder": ("model", "decoder"),
+    "pixel_filters": ("model", "pixel_filters"),
+    "pixel_layers": ("model", "pixel_layers"),
     "epochs": ("train", "epochs"),
     "batch_size": ("train", "batch_size"),
     "learning_rate": ("train", "learning_rate"),
@@ -81,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
                         f"the published face recipe) ({_preset_values('model', 'likelihood')})")
     m.add_argument("--sigma", type=cli.positive_float, help="Gaussian pixel noise std for --likelihood gaussian (default: 0.1)")
     m.add_argument("--r-loss-factor", type=cli.positive_float, help="weight of the MSE for --likelihood mse (default: 10000)")
+    m.add_argument("--decoder", choices=DECODERS,
+                   help="p(x|z): conv (Conv2DTranspose blocks) or pixelcnn (autoregressive over pixels; binary "
+                        "single-channel images, --likelihood bernoulli) (default: conv)")
+    m.add_argument("--pixel-filters", type=cli.positive_int, help="width of the pixelcnn masked convolutions (default: 32)")
+    m.add_argument("--pixel-layers", type=cli.non_negative_int,
+                   help="pixelcnn 3x3 layers after its 7x7 one; more see further up the image (default: 0)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=cli.positive_int, help=f"epochs in all ({_preset_values('train', 'epochs')})")
     t.add_argument("--batch-size", type=cli.positive_int,

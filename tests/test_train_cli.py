@@ -20,6 +20,7 @@ def run_cli(*args, cwd=None):
         (["--batch-size", "-4"], "argument --batch-size: must be a positive integer; received -4"),
         (["--dataset", "ffhq"], "--dataset ffhq needs --data-dir; prepare shards with: python -m data_prep ffhq"),
         (["--dataset", "mnist", "--data-dir", "/no/such/dir"], "--data-dir /no/such/dir does not exist"),
+        (["--decoder", "pixelcnn"], "decoder='pixelcnn' models binary single-channel images"),
     ],
 )
 def test_bad_flags_give_one_line_and_exit_code_2(tmp_path, args, expected):
@@ -36,6 +37,8 @@ def test_flags_override_the_preset():
     config = config_from_args(args)
     assert (config.model.flows, config.model.flow_mode, config.train.epochs) == (5, "amortized", 2)
     assert (config.data.image_size, config.model.likelihood) == (28, "bernoulli")
+    args = build_parser().parse_args(["--dataset", "binarized_mnist", "--decoder", "pixelcnn", "--pixel-layers", "2"])
+    assert (config_from_args(args).model.decoder, config_from_args(args).model.pixel_layers) == ("pixelcnn", 2)
 
 
 def test_help_explains_every_flag():
