@@ -167,7 +167,7 @@ def evaluate_run(run_dir: str, test: np.ndarray, args) -> dict:
     # A finished evaluation of this checkpoint on the same test images and S is reused (resumable study).
     key = {"checkpoint": os.path.basename(path), "importance_samples": args.importance_samples,
            "test_images": len(test), "test_checksum": float(test.sum(dtype=np.float64)), "mse_count": args.mse_count}
-    cache = os.path.join(run_dir, "evaluation.json")
+    cache = os.path.join(run_dir, f"evaluation-S{args.importance_samples}-n{len(test)}.json")
     if os.path.exists(cache):
         saved = json.load(open(cache))
         if saved.get("key") == key:

@@ -96,3 +96,19 @@ def test_loss_plot_leaves_the_matplotlib_backend_alone(tmp_path):
         assert (tmp_path / "l.png").stat().st_size > 1000
     finally:
         matplotlib.use("agg")
+
+
+def test_evaluate_reconstruction_stops_at_the_limit():
+    from facevae.config import ModelConfig
+    from facevae.model import FaceVAE
+    from facevae.trainer import evaluate_reconstruction
+
+    model = FaceVAE(ModelConfig(image_size=32, channels=1, latent_dim=4, filters=(4, 4, 4, 4)), seed=0)
+    images = np.random.default_rng(0).random((12, 32, 32, 1)).astype(np.float32)
+    mean_image = images.mean(0)
+    data = tf.data.Dataset.from_tensor_slices(images).batch(4)
+    limited = evaluate_reconstruction(model, data, mean_image, limit=5)  # whole batches: the first 8 images
+    expected = np.mean((model.reconstruct(images[:8]).numpy() - images[:8]) ** 2)
+    assert limited["reconstruction_mse"] == pytest.approx(expected, rel=1e-5)
+    assert evaluate_reconstruction(model, data, mean_image)["mean_image_mse"] == pytest.approx(
+        np.mean((images - mean_image) ** 2), rel=1e-5)
