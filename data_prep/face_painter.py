@@ -9,12 +9,19 @@ face half-height ``0.285 s``), painted back to front:
     neck, shirt  neck box (shaded skin), shoulders ellipse in the shirt colour
     ears, face   ellipses in the skin tone, the face with a darker outline
     fringe       head ellipse above a hairline that curves down at the temples
-    brows, eyes  hair-coloured capsules; white ellipses with dark pupils at cx +- 0.105 s
-    nose, mouth  shaded ellipse; smiling: an open mouth bounded by two parabolas meeting at
-                 corners raised 0.025 s (dark red, white teeth); else a flat closed capsule
+    brows, eyes  hair-coloured capsules; white ellipses with dark pupils at cx +- 0.105 s,
+                 (cy - 0.03 s); smiling raises the lower lids (eyes cut below cy - 0.022 s)
+    cheeks       smiling only: rosy ellipses (45%) of 0.055 s x 0.04 s at cx +- 0.15 s, cy + 0.07 s
+    nose         shaded ellipse at cy + 0.065 s
+    mouth        smiling: a wide open grin bounded by two parabolas, half-width 0.13 s, top edge
+                 at cy + 0.14 s with corners raised 0.04 s, 0.095 s deep in the middle (dark red,
+                 a 0.01 s lip rim, upper teeth 0.03 s high); else closed lips, an ellipse of
+                 0.08 s x 0.026 s at cy + 0.165 s with a dark seam
     glasses      rounded-box lenses (tinted 35%) with dark frames, bridge and arms to the face edge
 
-Mirror-symmetric pairs (ears, brows, eyes, lenses) are drawn in one pass on ``|x - cx|``.
+Mirror-symmetric pairs (ears, brows, eyes, cheeks, lenses) are drawn in one pass on ``|x - cx|``.
+A smile is a face-sized change (mouth, cheeks, eyes), as in real faces: a few-pixel mouth line
+gave the 64 px VAE no linear smile axis (issue 5, benchmarks/latent_edits.py).
 """
 from __future__ import annotations
 
@@ -37,8 +44,9 @@ SHIRT_RGB = {"white": (236, 236, 236), "navy": (40, 52, 110), "red": (200, 40, 5
 _EYE_WHITE = (248, 248, 248)
 _PUPIL = (38, 30, 28)
 _MOUTH_OPEN = (112, 24, 36)
-_LIPS = (150, 58, 62)
+_LIPS = (196, 96, 100)
 _TEETH = (252, 252, 252)
+_BLUSH = (232, 112, 112)
 _FRAME = (18, 18, 24)
 _LENS_TINT = (30, 38, 60)
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -141,7 +149,9 @@ def paint_faces(table: dict[str, np.ndarray], size: int, channels: int) -> np.nd
         hairline = (win.y - (cy - f32(0.15) * unit + k * dx * dx)) / np.sqrt(1 + (2 * k * dx) ** 2)
         paint(win.view(canvas), coverage(np.maximum(head, hairline)), hair)
 
-    # Eyebrows, eyes (white, pupil): both sides at once on |x - cx|.
+    # Eyebrows, eyes (white, pupil): both sides at once on |x - cx|. A smile raises the lower lids
+    # (the eye is cut below eye_y + 0.008 s, the pupil with it) and lifts the cheeks, drawn as a
+    # rosy ellipse under each eye.
     eye_x, eye_y = f32(0.105) * unit, cy - f32(0.03) * unit
     win = _box(size, cx, eye_y - f32(0.02) * unit, eye_x + f32(0.06) * unit, f32(0.085) * unit)
     if win is not None:
@@ -151,9 +161,18 @@ def paint_faces(table: dict[str, np.ndarray], size: int, channels: int) -> np.nd
                                 f32(0.012) * unit)
         paint(view, coverage(brow), hair * f32(0.75))
         white = ellipse_distance(ax, win.y, eye_x, eye_y, f32(0.05) * unit, f32(0.034) * unit)
+        lid = np.where(smiling, win.y - (eye_y + f32(0.008) * unit), np.float32(-1e3))
+        white = np.maximum(white, lid)
+        pupil = np.maximum(ellipse_distance(ax, win.y, eye_x, eye_y, f32(0.023) * unit, f32(0.023) * unit),
+                           white)
         paint(view, coverage(white), _colour(_EYE_WHITE, channels))
-        pupil = ellipse_distance(ax, win.y, eye_x, eye_y, f32(0.023) * unit, f32(0.023) * unit)
         paint(view, coverage(pupil), _colour(_PUPIL, channels))
+    cheek_x, cheek_y = f32(0.15) * unit, cy + f32(0.07) * unit
+    win = _box(size, cx, cheek_y, cheek_x + f32(0.06) * unit, f32(0.045) * unit)
+    if win is not None and smiling.any():
+        cheek = ellipse_distance(np.abs(win.x - cx), win.y, cheek_x, cheek_y, f32(0.055) * unit,
+                                 f32(0.04) * unit)
+        paint(win.view(canvas), coverage(cheek) * (f32(0.45) * smiling), _colour(_BLUSH, channels))
 
     # Nose: a shaded ellipse.
     nose_y = cy + f32(0.065) * unit
@@ -162,9 +181,11 @@ def paint_faces(table: dict[str, np.ndarray], size: int, channels: int) -> np.nd
         nose = ellipse_distance(win.x, win.y, cx, nose_y, f32(0.022) * unit, f32(0.03) * unit)
         paint(win.view(canvas), coverage(nose), skin * f32(0.8))
 
-    # Mouth: open smile between two parabolas meeting at raised corners, or a flat closed mouth.
-    mouth_y, half, lift, depth = cy + f32(0.15) * unit, f32(0.1) * unit, f32(0.03) * unit, f32(0.07) * unit
-    win = _box(size, cx, mouth_y + f32(0.02) * unit, half, f32(0.05) * unit)
+    # Mouth: a wide open grin between two parabolas meeting at raised corners, with a lip-coloured
+    # rim and a row of upper teeth; or closed lips with a dark seam.
+    mouth_y, half, lift, depth = cy + f32(0.14) * unit, f32(0.13) * unit, f32(0.04) * unit, f32(0.095) * unit
+    rim = f32(0.01) * unit
+    win = _box(size, cx, mouth_y + f32(0.025) * unit, half + rim, f32(0.08) * unit)
     if win is not None:
         view = win.view(canvas)
         u = (win.x - cx) / half
@@ -173,11 +194,12 @@ def paint_faces(table: dict[str, np.ndarray], size: int, channels: int) -> np.nd
         top_d = (top - win.y) / np.sqrt(1 + (2 * lift * u / half) ** 2)
         bottom_d = (win.y - bottom) / np.sqrt(1 + (2 * (depth + lift) * u / half) ** 2)
         open_mouth = np.maximum(np.maximum(top_d, bottom_d), np.abs(win.x - cx) - half)
-        teeth = np.maximum(open_mouth, win.y - (top + f32(0.022) * unit))
-        closed = capsule_distance(win.x, win.y, cx, mouth_y + f32(0.01) * unit, f32(0.055) * unit,
-                                  f32(0.011) * unit)
-        paint(view, coverage(np.where(smiling, open_mouth, closed)),
-              np.where(smiling[:, :, 0], _colour(_MOUTH_OPEN, channels), _colour(_LIPS, channels)))
+        teeth = np.maximum(open_mouth, win.y - (top + f32(0.03) * unit))
+        lips_y = mouth_y + f32(0.025) * unit
+        lips = ellipse_distance(win.x, win.y, cx, lips_y, f32(0.08) * unit, f32(0.026) * unit)
+        seam = capsule_distance(win.x, win.y, cx, lips_y, f32(0.065) * unit, f32(0.006) * unit)
+        paint(view, coverage(np.where(smiling, open_mouth - rim, lips)), _colour(_LIPS, channels))
+        paint(view, coverage(np.where(smiling, open_mouth, seam)), _colour(_MOUTH_OPEN, channels))
         paint(view, coverage(np.where(smiling, teeth, np.float32(1e3))), _colour(_TEETH, channels))
 
     # Glasses: tinted rounded-box lenses, dark frames, bridge and arms to the face edge.

@@ -139,26 +139,33 @@ def _region(top, bottom, left=0.0, right=1.0):
 
 
 # Layout (face_painter docstring) at scale 1 and no offset: head centre y = 0.47, eyes at
-# 0.47 - 0.03 = 0.44 with lenses 0.055 + 0.012 frame high; mouth corners at 0.62 - 0.03, open
-# mouth down to 0.62 + 0.07 with corners at 0.5 +- 0.1, the closed mouth at 0.63.
+# 0.47 - 0.03 = 0.44 with lenses 0.055 + 0.012 frame high; the open mouth from its raised corners
+# at 0.61 - 0.04 - 0.01 (rim) down to 0.61 + 0.095 + 0.01, corners at 0.5 +- 0.14 with the rim,
+# the closed lips at 0.635 +- 0.026; cheeks at 0.54 +- 0.04, x 0.5 +- (0.15 +- 0.055); the smile
+# cuts the eyes below 0.448 (eye whites reach 0.474, x 0.5 +- (0.105 +- 0.05)).
 EYE_BAND = _region(0.44 - 0.08, 0.44 + 0.08)
-MOUTH_BOX = _region(0.58, 0.70, 0.5 - 0.12, 0.5 + 0.12)
+MOUTH_BOX = _region(0.55, 0.73, 0.5 - 0.15, 0.5 + 0.15)  # bounds the smile's mouth change
+MOUTH_CORE = _region(0.58, 0.70, 0.5 - 0.12, 0.5 + 0.12)  # inside every face: no hair or frames
+CHEEKS = _region(0.49, 0.59, 0.5 - 0.215, 0.5 + 0.215)
+LOWER_EYES = _region(0.44, 0.48, 0.5 - 0.16, 0.5 + 0.16)
 
 
 def test_glasses_change_only_the_eye_band():
     table = _canonical_table()
     diff = _difference(table, "glasses", ~table["glasses"])
     assert not diff[:, ~EYE_BAND].any()
-    assert not diff[:, MOUTH_BOX].any()
+    assert not diff[:, MOUTH_CORE].any()
     assert ((diff > 60).sum(axis=(1, 2)) >= 40).all()  # dark frames: many strongly changed pixels
 
 
-def test_smile_changes_only_the_mouth():
+def test_smile_changes_mouth_cheeks_and_lower_eyelids_only():
     table = _canonical_table()
     diff = _difference(table, "smiling", ~table["smiling"])
-    assert not diff[:, ~MOUTH_BOX].any()
-    assert not diff[:, EYE_BAND].any()
-    assert ((diff > 60).sum(axis=(1, 2)) >= 20).all()
+    assert not diff[:, ~(MOUTH_BOX | CHEEKS | LOWER_EYES)].any()
+    assert not diff[:, :int(0.44 * SIZE)].any()  # brows, upper eyes, hair and frames stay
+    assert ((diff[:, MOUTH_BOX] > 60).sum(axis=1) >= 60).all()  # a face-sized mouth change
+    assert ((diff[:, CHEEKS & ~MOUTH_BOX] > 10).sum(axis=1) >= 10).all()  # rosy cheeks (faint on tan skin)
+    assert (diff[:, LOWER_EYES] > 20).any(axis=1).all()  # raised lower lids
 
 
 def test_hair_colour_changes_hair_not_eyes_or_mouth():
@@ -166,7 +173,7 @@ def test_hair_colour_changes_hair_not_eyes_or_mouth():
     diff = _difference(table, "hair_colour", (table["hair_colour"] + 2) % len(HAIR_COLOURS))
     top_of_head = int(0.2 * SIZE)  # inside the fringe: head top 0.47 - 0.305, hairline 0.32
     assert (diff[:, top_of_head, SIZE // 2] > 20).all()
-    assert not diff[:, MOUTH_BOX].any()
+    assert not diff[:, MOUTH_CORE].any()
     eye_row, eye_col = int(0.44 * SIZE), int((0.5 + 0.105) * SIZE)
     assert not diff[:, eye_row, eye_col].any()
 
@@ -180,7 +187,7 @@ def test_skin_background_width_and_long_hair_change_their_regions():
     background = _difference(table, "background", (table["background"] + 1) % 4)
     assert (background[:, corner[0], corner[1]] > 20).all() and not background[:, cheek[0], cheek[1]].any()
     width = _difference(table, "face_width", (table["face_width"] + 0.5) % 1)
-    assert not width[:, _region(0.58, 0.70, 0.42, 0.58)].any()  # the face edge passes near MOUTH_BOX
+    assert not width[:, _region(0.58, 0.70, 0.42, 0.58)].any()  # the face edge passes near the mouth
     assert ((width > 60).sum(axis=(1, 2)) >= 20).all()
     long_hair = _difference(table, "long_hair", ~table["long_hair"])
     # Just right of each face's edge (half-width 0.22 + 0.07 face_width) at mouth height.
