@@ -3,14 +3,20 @@
 Reproduce from the repository root (resumable: re-running continues each model's budget):
 
     PYTHONPATH=. python benchmarks/flows_study.py --data-dir ../shared/data/binarized_mnist \
-        --budget-minutes 60 --importance-samples 5000 --out benchmarks/results
-    make bench-flows                     # the same, with the full budget
+        --budget-minutes 35 --importance-samples 5000 --out benchmarks/results
+    make bench-flows                     # the same
 
 Trains on statically binarized MNIST (Larochelle and Murray's 50k/10k/10k split; Bernoulli
 likelihood), or with ``--dataset mnist --data-dir ../shared/data/mnist`` on the IDX MNIST with
 dynamic binarization (train 50k / validation 10k taken from the 60k, test 10k). Each model trains
 for ``--budget-minutes`` of wall-clock (or ``--epochs``, whichever ends first), then its test set
 (``--test-count`` images drawn at random with the seed, default all) is scored with the model's own importance-weighted NLL.
+
+p(x|z) is the autoregressive PixelCNN decoder (``facevae.pixelcnn``: a 7x7 masked convolution over
+the pixels above and to the left plus a per-pixel code from z); ``--decoder conv`` gives the plain
+Conv2DTranspose decoder. The three models can also run as three processes side by side
+(``--flows 0``, ``--flows 5``, ``--flows 10`` with one ``--runs``); a last call with all three
+reuses their finished evaluations (``RUN/evaluation-S<S>-n<N>.json``) and writes the joint table.
 
 Writes into ``--out``: flows_study.md (the table), flows_study.json, and the figures
 flows_study_reconstructions_K0.png / _K5.png (test originals above reconstructions, as the
@@ -40,7 +46,7 @@ from facevae.trainer import fit, latest_checkpoint
 __all__ = ["load_digit_splits", "training_data", "train_model", "evaluate_run", "main"]
 
 COMMAND = ("PYTHONPATH=. python benchmarks/flows_study.py --data-dir ../shared/data/binarized_mnist "
-           "--budget-minutes 60 --importance-samples 5000 --out benchmarks/results")
+           "--budget-minutes 35 --importance-samples 5000 --out benchmarks/results")
 _SPLITS = ("train", "validation", "test")
 
 
@@ -227,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="static binarized MNIST, or IDX MNIST binarized dynamically (default: binarized_mnist)")
     p.add_argument("--data-dir", required=True, help="folder with binarized_mnist_*.mat (or the IDX .gz files)")
     p.add_argument("--flows", type=cli.non_negative_int, nargs="+", default=[0, 5, 10], help="K values (default: 0 5 10)")
-    p.add_argument("--budget-minutes", type=cli.positive_float, default=60.0, help="training wall-clock per model (default: 60)")
+    p.add_argument("--budget-minutes", type=cli.positive_float, default=35.0, help="training wall-clock per model (default: 35)")
     p.add_argument("--epochs", type=cli.positive_int, default=1000, help="epoch cap per model (default: 1000)")
     p.add_argument("--steps-per-epoch", type=cli.positive_int, help="batches per epoch (default: one pass)")
     p.add_argument("--latent-dim", type=cli.positive_int, default=32, help="latent size d (default: 32)")
