@@ -16,7 +16,7 @@ p(x|z) is the autoregressive PixelCNN decoder (``facevae.pixelcnn``: a 7x7 maske
 the pixels above and to the left plus a per-pixel code from z); ``--decoder conv`` gives the plain
 Conv2DTranspose decoder. The three models can also run as three processes side by side
 (``--flows 0``, ``--flows 5``, ``--flows 10`` with one ``--runs``); a last call with all three
-reuses their finished evaluations (``RUN/evaluation-S<S>-n<N>.json``) and writes the joint table.
+reuses their finished evaluations (``RUN/evaluation-<checkpoint>-S<S>-n<N>.json``) and writes the joint table.
 
 Writes into ``--out``: flows_study.md (the table), flows_study.json, and the figures
 flows_study_reconstructions_K0.png / _K5.png (test originals above reconstructions, as the
@@ -169,11 +169,17 @@ def train_model(flows: int, data: TrainingData, args) -> str:
 def evaluate_run(run_dir: str, test: np.ndarray, args) -> dict:
     """Test metrics of the run's latest checkpoint: negative ELBO, IW-NLL (S samples), bits/dim, MSE, PSNR."""
     path, epoch = latest_checkpoint(run_dir)
+    if args.checkpoint_epoch:  # the same number of optimizer steps for every K, whatever the wall clock gave
+        epoch = args.checkpoint_epoch
+        path = os.path.join(run_dir, "checkpoints", f"epoch-{epoch:03d}.keras")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} does not exist: --checkpoint-epoch {epoch} is beyond this run")
     model = keras.models.load_model(path)
     # A finished evaluation of this checkpoint on the same test images and S is reused (resumable study).
     key = {"checkpoint": os.path.basename(path), "importance_samples": args.importance_samples,
            "test_images": len(test), "test_checksum": float(test.sum(dtype=np.float64)), "mse_count": args.mse_count}
-    cache = os.path.join(run_dir, f"evaluation-S{args.importance_samples}-n{len(test)}.json")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    cache = os.path.join(run_dir, f"evaluation-{stem}-S{args.importance_samples}-n{len(test)}.json")
     if os.path.exists(cache):
         saved = json.load(open(cache))
         if saved.get("key") == key:
@@ -246,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=cli.positive_float, default=1e-3, help="Adam step size (default: 0.001)")
     p.add_argument("--kl-warmup", type=cli.non_negative_int, default=2, help="KL warm-up epochs (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed shared by all models (default: 0)")
+    p.add_argument("--checkpoint-epoch", type=cli.positive_int,
+                   help="evaluate every model at this epoch's checkpoint (equal steps) instead of its last one")
     p.add_argument("--importance-samples", type=cli.positive_int, default=5000, help="S for IW-NLL (default: 5000)")
     p.add_argument("--test-count", type=cli.positive_int, help="score the first N test images (default: all)")
     p.add_argument("--test-pick", choices=("random", "first"), default="random",

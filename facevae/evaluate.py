@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="S for the IW-NLL; 0 skips it (default: 1000)")
     p.add_argument("--chunk", type=cli.positive_int, default=100, help="importance samples per pass (default: 100)")
     p.add_argument("--batch-size", type=cli.positive_int, default=50, help="images per pass (default: 50)")
+    p.add_argument("--mse-count", type=cli.positive_int,
+                   help="score reconstruction MSE/PSNR on the first N images (default: all; 1000 for a pixelcnn "
+                        "decoder, which reconstructs pixel by pixel)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--output", help="metrics JSON path (default: MODEL_DIR/eval-SPLIT/metrics.json)")
     return p
@@ -118,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     batches, total = held_out_images(dataset, args.split, data_dir, model.config.image_size, model.config.channels,
                                      args.batch_size, args.count, seed=run.train.seed if run else 0, **extra)
     with tqdm(total=total, unit="img", desc="evaluating", file=sys.stderr) as bar:
-        result = metrics.evaluate_model(model, batches, args.importance_samples, args.chunk, progress=bar.update)
+        limit = args.mse_count or (metrics.AUTOREGRESSIVE_RECONSTRUCTIONS if model.autoregressive else None)
+        result = metrics.evaluate_model(model, batches, args.importance_samples, args.chunk, progress=bar.update,
+                                        reconstruction_limit=limit)
     result.update(model=model_path, dataset=dataset, split=args.split, likelihood=model.config.likelihood,
                   flows=model.config.flows)
     base = os.path.dirname(model_path) if config_path is None else os.path.dirname(config_path)

@@ -30,6 +30,7 @@ import tensorflow as tf
 from facevae.model import FaceVAE
 
 __all__ = [
+    "AUTOREGRESSIVE_RECONSTRUCTIONS",
     "streaming_logsumexp",
     "iw_nll_from_log_weights",
     "importance_weighted_nll",
@@ -98,6 +99,9 @@ def importance_weighted_nll(model, images, num_samples: int, chunk: int = 100) -
     compiled = _compiled_log_weights(model)
     return iw_nll_from_log_weights(lambda n: compiled(images, n), num_samples, chunk)
 
+
+# An autoregressive decoder reconstructs pixel by pixel (S*S passes per batch): MSE on this many images.
+AUTOREGRESSIVE_RECONSTRUCTIONS = 1000
 
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 

@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from facevae import distributed, plots
+from facevae.metrics import AUTOREGRESSIVE_RECONSTRUCTIONS
 from facevae.loop import EpochLoop, evaluate
 from facevae.config import RunConfig
 from facevae.data import TrainingData, training_data
@@ -124,10 +125,6 @@ class _EpochArtifacts(keras.callbacks.Callback):
         reconstructions = model.reconstruct(self.preview).numpy()
         samples = model.decode(noise.astype(np.float32)).numpy()
         return plots.sample_sheet(self.preview, reconstructions, samples)
-
-
-# An autoregressive decoder reconstructs pixel by pixel (S*S passes per batch): score a sample of this many.
-AUTOREGRESSIVE_RECONSTRUCTIONS = 1000
 
 
 def evaluate_reconstruction(model: FaceVAE, data: tf.data.Dataset, mean_image: np.ndarray,
@@ -307,7 +304,7 @@ def _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit
         return TrainResult(run_dir, export_dir, metrics, model)
     history = plots.read_history(os.path.join(run_dir, "history.csv"))
     plots.plot_loss_curves(history, os.path.join(run_dir, "loss.png"), title=os.path.basename(run_dir))
-    limit = AUTOREGRESSIVE_RECONSTRUCTIONS if model.autoregressive else None
+    limit = AUTOREGRESSIVE_RECONSTRUCTIONS if model.autoregressive else None  # pixel-by-pixel decoding is slow
     metrics.update(evaluate_reconstruction(model, data.validation, data.mean_image, limit))
     _write_json(os.path.join(run_dir, "metrics.json"), metrics)
     distributed_model = strategy is not tf.distribute.get_strategy()

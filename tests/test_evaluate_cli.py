@@ -42,10 +42,11 @@ def test_evaluate_a_run_directory_prints_a_table_and_writes_metrics(tiny_run, ca
 def test_evaluate_an_export_directory_or_keras_file(tiny_run, tmp_path):
     for model in (tiny_run.export_dir, os.path.join(tiny_run.export_dir, "model.keras")):
         output = tmp_path / "m.json"
-        assert evaluate.main(["--model", model, "--importance-samples", "0", "--count", "4",
-                              "--split", "validation", "--output", str(output)]) == 0
+        assert evaluate.main(["--model", model, "--importance-samples", "0", "--count", "4", "--batch-size", "2",
+                              "--mse-count", "2", "--split", "validation", "--output", str(output)]) == 0
         result = json.load(open(output))
         assert "iw_nll" not in result and result["split"] == "validation" and result["examples"] == 4
+        assert result["reconstruction_examples"] == 2
 
 
 def test_evaluate_rejects_what_it_cannot_load(tmp_path):
