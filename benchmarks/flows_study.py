@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import json
 import os
 import sys
@@ -38,6 +37,8 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from data_prep import mnist
+from data_prep.errors import DataError
 from facevae import cli, metrics, plots
 from facevae.config import preset
 from facevae.data import TrainingData
@@ -45,44 +46,19 @@ from facevae.trainer import fit, latest_checkpoint
 
 __all__ = ["load_digit_splits", "training_data", "train_model", "evaluate_run", "main"]
 
-COMMAND = ("PYTHONPATH=. python benchmarks/flows_study.py --data-dir ../shared/data/binarized_mnist "
-           "--budget-minutes 35 --importance-samples 5000 --out benchmarks/results")
-_SPLITS = ("train", "validation", "test")
-
-
-def _read_binarized(path_stem: str) -> np.ndarray:
-    if os.path.exists(path_stem + ".mat"):
-        from scipy.io import loadmat
-
-        return np.asarray(loadmat(path_stem + ".mat")["X"], np.uint8)
-    if os.path.exists(path_stem + ".amat"):
-        return np.loadtxt(path_stem + ".amat", dtype=np.uint8)
-    raise FileNotFoundError(f"neither {path_stem}.mat nor {path_stem}.amat exists")
-
-
-def _read_idx_images(path: str) -> np.ndarray:
-    with gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb") as f:
-        raw = f.read()
-    magic, count, rows, cols = np.frombuffer(raw[:16], ">i4")
-    if magic != 2051:
-        raise ValueError(f"{path} is not an IDX image file (magic {magic}, expected 2051)")
-    return np.frombuffer(raw[16:], np.uint8).reshape(count, rows * cols)
-
 
 def load_digit_splits(dataset: str, data_dir: str) -> dict[str, np.ndarray]:
-    """{"train", "validation", "test"} -> float32 [N, 28, 28, 1] in [0, 1].
+    """{"train", "validation", "test"} -> float32 [N, 28, 28, 1] in [0, 1], read by ``data_prep.mnist``.
 
     binarized_mnist: binarized_mnist_{train,valid,test}.mat/.amat, values in {0, 1} (50k/10k/10k).
-    mnist: IDX files; grey levels / 255 (binarize them per epoch); the last 10k training digits
-    are the validation split. The one place to switch to ``data_prep.pipeline`` shards.
+    mnist: IDX files (or mnist.npz); grey levels / 255 (binarize them per epoch); the last 10k
+    training digits are the validation split.
     """
     if dataset == "binarized_mnist":
-        names = {"train": "train", "validation": "valid", "test": "test"}
-        raw = {s: _read_binarized(os.path.join(data_dir, f"binarized_mnist_{n}")) for s, n in names.items()}
-        scale = 1.0
+        raw, scale = mnist.read_binarized_mnist(data_dir), 1.0
     elif dataset == "mnist":
-        train = _read_idx_images(os.path.join(data_dir, "train-images-idx3-ubyte.gz"))
-        test = _read_idx_images(os.path.join(data_dir, "t10k-images-idx3-ubyte.gz"))
+        digits = mnist.read_mnist(data_dir)
+        train, test = digits["train"][0], digits["test"][0]
         raw, scale = {"train": train[:50000], "validation": train[50000:], "test": test}, 1.0 / 255.0
     else:
         raise ValueError(f"Unknown dataset {dataset!r}; expected one of ['binarized_mnist', 'mnist']")
@@ -270,7 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    splits = load_digit_splits(args.dataset, args.data_dir)
+    try:
+        splits = load_digit_splits(args.dataset, args.data_dir)
+    except DataError as error:
+        print(f"benchmarks/flows_study.py: error: {error}", file=sys.stderr)
+        return 2
     data = training_data(splits, args.batch_size, args.seed, dynamic=args.dataset == "mnist")
     test = splits["test"]
     if args.test_count and args.test_pick == "random":  # a seeded uniform subset, in test-set order

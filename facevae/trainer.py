@@ -133,15 +133,15 @@ def evaluate_reconstruction(model: FaceVAE, data: tf.data.Dataset, mean_image: n
 
     ``limit``: stop after the batch that reaches this many images (None: the whole split).
     """
-    squared, baseline, count = 0.0, 0.0, 0
+    squared, baseline, count, seen = 0.0, 0.0, 0, 0
     for batch in data:
-        if limit is not None and count >= limit * int(np.prod(mean_image.shape)):
+        if limit is not None and seen >= limit:
             break
         images = batch[0] if isinstance(batch, (tuple, list)) else batch
         images = images.numpy()
         squared += float(np.sum((model.reconstruct(images).numpy() - images) ** 2))
         baseline += float(np.sum((mean_image[None] - images) ** 2))
-        count += images.size
+        count, seen = count + images.size, seen + len(images)
     mse, mean_mse = squared / count, baseline / count
     return {
         "reconstruction_mse": mse,
