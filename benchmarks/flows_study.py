@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import sys
 import time
@@ -116,6 +117,21 @@ class _Budget(keras.callbacks.Callback):
             csv.writer(f).writerows([[r] for r in self.rows])
 
 
+class _CosineLearningRate(keras.callbacks.Callback):
+    """Adam's step size at optimizer step t: lr_t = lr * (1 + cos(pi * min(t / T, 1))) / 2, T = epochs * steps per epoch.
+
+    Read from the optimizer's own step counter, so a resumed run continues the same curve.
+    """
+
+    def __init__(self, base: float, total_steps: int):
+        super().__init__()
+        self.base, self.total = base, total_steps
+
+    def on_train_batch_begin(self, batch, logs=None):
+        progress = min(int(self.model.optimizer.iterations.numpy()) / self.total, 1.0)
+        self.model.optimizer.learning_rate.assign(self.base * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
 def train_model(flows: int, data: TrainingData, args) -> str:
     """Train (or resume) the K = ``flows`` model within the budget; returns its run directory."""
     run_dir = os.path.join(args.runs, f"bmnist-K{flows}")
@@ -128,8 +144,8 @@ def train_model(flows: int, data: TrainingData, args) -> str:
     config.data.dataset = args.dataset
     config.model.flows, config.model.flow_mode = flows, "amortized"
     config.model.latent_dim = args.latent_dim
-    config.model.decoder, config.model.pixel_filters, config.model.pixel_layers = (
-        args.decoder, args.pixel_filters, args.pixel_layers)
+    config.model.decoder, config.model.pixel_filters, config.model.pixel_layers, config.model.pixel_window = (
+        args.decoder, args.pixel_filters, args.pixel_layers, args.pixel_window)
     config.train.epochs, config.train.batch_size = args.epochs, args.batch_size
     config.train.learning_rate, config.train.kl_warmup_epochs = args.learning_rate, args.kl_warmup
     config.train.seed, config.train.steps_per_epoch = args.seed, args.steps_per_epoch
@@ -138,7 +154,11 @@ def train_model(flows: int, data: TrainingData, args) -> str:
     resume = run_dir if latest_checkpoint(run_dir)[0] else None
     if resume is None and os.path.exists(os.path.join(run_dir, "config.json")):
         os.remove(os.path.join(run_dir, "config.json"))  # an attempt that never finished an epoch
-    fit(config, resume=resume, data=data, callbacks=[budget], verbose=args.verbose)
+    callbacks = [budget]
+    if args.lr_schedule == "cosine":
+        steps_per_epoch = args.steps_per_epoch or int(data.train.cardinality().numpy())
+        callbacks.append(_CosineLearningRate(args.learning_rate, args.epochs * steps_per_epoch))
+    fit(config, resume=resume, data=data, callbacks=callbacks, verbose=args.verbose)
     return run_dir
 
 
@@ -166,7 +186,7 @@ def evaluate_run(run_dir: str, test: np.ndarray, args) -> dict:
     with tqdm(total=len(test), desc=f"{os.path.basename(run_dir)} IW-NLL S={args.importance_samples}",
               unit="img", mininterval=30) as bar:
         result = metrics.evaluate_model(model, batches, args.importance_samples, chunk=args.chunk,
-                                        progress=bar.update, reconstruction_limit=args.mse_count)
+                                        progress=bar.update, reconstruction_limit=args.mse_count, per_image=True)
     budget = json.load(open(os.path.join(run_dir, "budget.json")))
     result.update(checkpoint=os.path.basename(path), epochs=epoch, train_seconds=round(budget["seconds"], 1),
                   eval_seconds=round(time.perf_counter() - began, 1),
@@ -203,6 +223,21 @@ def _figures(results: dict, test: np.ndarray, out: str) -> list[str]:
     return written
 
 
+def _paired_difference(result: dict, baseline: dict | None) -> dict | None:
+    """Mean and standard error over test images of IW-NLL(K) - IW-NLL(K = 0), image by image (same digits,
+    so the spread of digit difficulty cancels); None without per-image values or a K = 0 run."""
+    if baseline is None or "iw_nll_per_image" not in result or "iw_nll_per_image" not in baseline:
+        return None
+    differences = np.asarray(result["iw_nll_per_image"]) - np.asarray(baseline["iw_nll_per_image"])
+    return {"mean": float(differences.mean()), "stderr": float(differences.std() / math.sqrt(len(differences))),
+            "share_better": float(np.mean(differences < 0))}
+
+
+def _paired(result: dict, baseline: dict | None) -> str:
+    difference = _paired_difference(result, baseline)
+    return "n/a" if difference is None else f"{difference['mean']:+.3f} +- {difference['stderr']:.3f}"
+
+
 def _write(path: str, text: str) -> None:
     with open(f"{path}.tmp", "w") as f:
         f.write(text)
@@ -223,9 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="p(x|z): autoregressive PixelCNN head or the plain conv decoder (default: pixelcnn)")
     p.add_argument("--pixel-filters", type=cli.positive_int, default=32, help="PixelCNN width (default: 32)")
     p.add_argument("--pixel-layers", type=cli.non_negative_int, default=0,
-                   help="PixelCNN 3x3 layers after its 7x7 one; 0 keeps it local, so z carries the shape (default: 0)")
+                   help="PixelCNN 3x3 layers after its first one; 0 keeps it local, so z carries the shape (default: 0)")
+    p.add_argument("--pixel-window", type=cli.positive_int, default=7,
+                   help="odd side of the PixelCNN's first masked kernel (7 sees 24 earlier pixels, 5 sees 12, 3 sees 4); "
+                        "smaller leaves more of each digit to z, and so to the flows (default: 7)")
     p.add_argument("--batch-size", type=cli.positive_int, default=100, help="images per step (default: 100)")
     p.add_argument("--learning-rate", type=cli.positive_float, default=1e-3, help="Adam step size (default: 0.001)")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                   help="constant step size, or cosine decay to 0 over --epochs (default: constant)")
     p.add_argument("--kl-warmup", type=cli.non_negative_int, default=2, help="KL warm-up epochs (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed shared by all models (default: 0)")
     p.add_argument("--checkpoint-epoch", type=cli.positive_int,
@@ -269,16 +309,22 @@ def main(argv=None) -> int:
     picked = f"{args.test_pick} {len(test)} of {len(splits['test'])}" if args.test_count else "all"
     table = [f"Command: `{command}`", "",
              f"Test images: {picked}; importance samples S = {args.importance_samples}; "
-             f"budget {args.budget_minutes:g} min per model; latent {args.latent_dim}; batch {args.batch_size}; "
-             f"Adam {args.learning_rate:g}; KL warm-up {args.kl_warmup} epochs; seed {args.seed}.", "",
-             "| K | epochs | steps | train s | -ELBO (nats) | IW-NLL (nats) | +- s.e. | bits/dim | MSE | PSNR (dB) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"budget {args.budget_minutes:g} min or {args.epochs} epochs per model; latent {args.latent_dim}; "
+             f"batch {args.batch_size}; "
+             f"Adam {args.learning_rate:g} ({args.lr_schedule}); PixelCNN window {args.pixel_window}; KL warm-up {args.kl_warmup} epochs; seed {args.seed}.", "",
+             "| K | epochs | steps | train s | -ELBO (nats) | IW-NLL (nats) | +- s.e. | IW-NLL - K0, paired | "
+             "bits/dim | MSE | PSNR (dB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, r in sorted(results.items()):
         table.append(f"| {k} | {r['epochs']} | {r['optimizer_steps']} | {r['train_seconds']:.0f} | "
                      f"{r['negative_elbo']:.2f} | {r['iw_nll']:.2f} | {r['iw_nll_stderr']:.2f} | "
+                     f"{_paired(r, results.get(0))} | "
                      f"{r['iw_nll_bits_per_dim']:.4f} | {r['reconstruction_mse']:.4f} | {r['psnr_db']:.2f} |")
     _write(os.path.join(args.out, "flows_study.md"), "\n".join(table) + "\n")
-    clean = {str(k): {n: v for n, v in r.items() if n != "_model"} for k, r in results.items()}
+    clean = {str(k): {n: v for n, v in r.items() if n != "_model" and not n.endswith("_per_image")}
+             for k, r in results.items()}
+    for k, r in results.items():
+        clean[str(k)]["iw_nll_minus_k0"] = _paired_difference(r, results.get(0))
     _write(os.path.join(args.out, "flows_study.json"),
            json.dumps({"command": command, "test_images": len(test), "args": vars(args), "results": clean,
                        "figures": figures}, indent=2))

@@ -91,7 +91,8 @@ class ModelConfig:
     ``r_loss_factor * mean((x - x_hat)^2)``, a Gaussian with sigma^2 = D / (2 r_loss_factor).
     decoder: ``conv`` (Conv2DTranspose blocks, one logit per pixel from z alone) or ``pixelcnn``
     (``facevae.pixelcnn``: autoregressive over pixels, binary single-channel images with the
-    Bernoulli likelihood only); pixel_filters / pixel_layers: width and depth of its masked stack.
+    Bernoulli likelihood only); pixel_filters / pixel_layers: width and depth of its masked stack;
+    pixel_window: odd side of its first (type-A) masked kernel, 7 by default; smaller leaves more to z.
     """
 
     image_size: int = 64
@@ -106,6 +107,7 @@ class ModelConfig:
     decoder: str = "conv"
     pixel_filters: int = 32
     pixel_layers: int = 0
+    pixel_window: int = 7
 
     def validate(self) -> None:
         _choice("image size", self.image_size, IMAGE_SIZES)
@@ -126,6 +128,8 @@ class ModelConfig:
         _positive("pixel_filters", self.pixel_filters)
         if self.pixel_layers < 0:
             raise ValueError(f"pixel_layers must be >= 0. Received: pixel_layers={self.pixel_layers!r}")
+        if self.pixel_window < 3 or self.pixel_window % 2 == 0:
+            raise ValueError(f"pixel_window must be an odd number >= 3. Received: pixel_window={self.pixel_window!r}")
 
 
 @dataclass

@@ -149,6 +149,7 @@ def evaluate_model(
     chunk: int = 100,
     progress: Callable[[int], None] | None = None,
     reconstruction_limit: int | None = None,
+    per_image: bool = False,
 ) -> dict:
     """Mean test metrics over ``batches`` (arrays or tensors [B, H, W, C], or tuples whose first item is that).
 
@@ -156,7 +157,8 @@ def evaluate_model(
     whose reconstruction is slow (an autoregressive one decodes pixel by pixel).
     Returns {"examples", "negative_elbo", "reconstruction_mse", "reconstruction_examples", "psnr_db", and when
     importance_samples = S > 0: "iw_nll", "importance_samples"; plus "*_bits_per_dim" for both bounds}.
-    ``progress(n)`` is called with the number of images done after each batch.
+    ``progress(n)`` is called with the number of images done after each batch. ``per_image`` adds
+    "negative_elbo_per_image" (and "iw_nll_per_image") as lists in batch order, for paired comparisons.
     """
     if reconstruction_limit is not None:
         _check_positive("reconstruction_limit", reconstruction_limit)
@@ -186,6 +188,8 @@ def evaluate_model(
         "reconstruction_examples": int(len(mse_all)),
         "psnr_db": psnr(mse),
     }
+    if per_image:
+        result["negative_elbo_per_image"] = elbo_all.tolist()
     if importance_samples:
         iw_all = np.concatenate(iw)
         result.update(
@@ -194,4 +198,6 @@ def evaluate_model(
             iw_nll_stderr=float(np.std(iw_all) / math.sqrt(len(iw_all))),
             iw_nll_bits_per_dim=float(bits_per_dim(np.mean(iw_all), num_dims)),
         )
+        if per_image:
+            result["iw_nll_per_image"] = iw_all.tolist()
     return result

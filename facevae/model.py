@@ -131,7 +131,7 @@ class FaceVAE(keras.Model):
         self.encoder = build_encoder(config)
         if config.decoder == "pixelcnn":
             self.decoder = AutoregressiveDecoder(config.image_size, config.latent_dim, config.pixel_filters,
-                                                 config.pixel_layers, name="decoder")
+                                                 config.pixel_layers, window=config.pixel_window, name="decoder")
             self.decoder.build()
         else:
             self.decoder = build_decoder(config)

@@ -2,7 +2,8 @@
 
 The logit of pixel i (raster order) depends on z and on the pixels before it, x_<i:
 
-    h_x = MaskedConvStack(x)                       [B, S, S, F]   sees x_<i only (type-A mask first)
+    h_x = MaskedConvStack(x)                       [B, S, S, F]   sees x_<i only (type-A mask first,
+                                                                  window x window, default 7x7)
     h_z = reshape(Dense(relu(Dense(z))))           [B, S, S, C_z] one small code per pixel from z
     l   = w . relu(A h_x + C h_z + b) + c          [B, S, S, 1]   per pixel, U hidden units
 
@@ -67,12 +68,14 @@ class AutoregressiveDecoder(keras.layers.Layer):
 
     Args:
         image_size: S. latent_dim: d. filters: F, width of the masked stack. layers: residual type-B
-        3x3 layers after the type-A 7x7 one (receptive field 3 + layers rows up). latent_channels: C_z.
-        hidden: width of the z MLP. units: U, hidden units of the per-pixel combination.
+        3x3 layers after the type-A one (receptive field window // 2 + layers rows up). latent_channels: C_z.
+        hidden: width of the z MLP. units: U, hidden units of the per-pixel combination. window: odd
+        side of the type-A kernel; 7 sees 24 earlier pixels, 5 sees 12, 3 sees 4. A smaller window
+        leaves more of each digit for z to carry.
     """
 
     def __init__(self, image_size: int, latent_dim: int, filters: int = 32, layers: int = 0,
-                 latent_channels: int = 4, hidden: int = 256, units: int = 32, **kwargs: Any):
+                 latent_channels: int = 4, hidden: int = 256, units: int = 32, window: int = 7, **kwargs: Any):
         super().__init__(**kwargs)
         for name, value in (("image_size", image_size), ("latent_dim", latent_dim), ("filters", filters),
                             ("latent_channels", latent_channels), ("hidden", hidden), ("units", units)):
@@ -80,9 +83,11 @@ class AutoregressiveDecoder(keras.layers.Layer):
                 raise ValueError(f"{name} must be positive. Received: {name}={value!r}")
         if layers < 0:
             raise ValueError(f"layers must be >= 0. Received: layers={layers!r}")
+        if window < 3 or window % 2 == 0:
+            raise ValueError(f"window must be an odd number >= 3. Received: window={window!r}")
         self.image_size, self.latent_dim, self.filters, self.layers = image_size, latent_dim, filters, layers
-        self.latent_channels, self.hidden, self.units = latent_channels, hidden, units
-        self.first = MaskedConv2D(filters, 7, "A", name="masked_a")
+        self.latent_channels, self.hidden, self.units, self.window = latent_channels, hidden, units, window
+        self.first = MaskedConv2D(filters, window, "A", name="masked_a")
         self.stack = [MaskedConv2D(filters, 3, "B", name=f"masked_b{i}") for i in range(layers)]
         # Per-pixel (1x1) maps are Dense layers on the channel axis, so z-draws [n, B, ...] broadcast
         # against one x-context [B, ...] without copying it n times.
@@ -155,4 +160,4 @@ class AutoregressiveDecoder(keras.layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "image_size": self.image_size, "latent_dim": self.latent_dim,
                 "filters": self.filters, "layers": self.layers, "latent_channels": self.latent_channels,
-                "hidden": self.hidden, "units": self.units}
+                "hidden": self.hidden, "units": self.units, "window": self.window}

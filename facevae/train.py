@@ -38,6 +38,7 @@ _OVERRIDES = {
     "decoder": ("model", "decoder"),
     "pixel_filters": ("model", "pixel_filters"),
     "pixel_layers": ("model", "pixel_layers"),
+    "pixel_window": ("model", "pixel_window"),
     "epochs": ("train", "epochs"),
     "batch_size": ("train", "batch_size"),
     "learning_rate": ("train", "learning_rate"),
@@ -90,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "single-channel images, --likelihood bernoulli) (default: conv)")
     m.add_argument("--pixel-filters", type=cli.positive_int, help="width of the pixelcnn masked convolutions (default: 32)")
     m.add_argument("--pixel-layers", type=cli.non_negative_int,
-                   help="pixelcnn 3x3 layers after its 7x7 one; more see further up the image (default: 0)")
+                   help="pixelcnn 3x3 layers after its first one; more see further up the image (default: 0)")
+    m.add_argument("--pixel-window", type=cli.positive_int,
+                   help="odd side of the pixelcnn's first masked kernel: 7 sees 24 earlier pixels, 5 sees 12, 3 "
+                        "sees 4; smaller leaves more of the image to z (default: 7)")
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=cli.positive_int, help=f"epochs in all ({_preset_values('train', 'epochs')})")
     t.add_argument("--batch-size", type=cli.positive_int,

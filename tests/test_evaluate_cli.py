@@ -2,9 +2,11 @@
 import importlib.util
 import json
 import os
+import types
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from facevae import evaluate
 from facevae.config import preset
@@ -66,6 +68,29 @@ def _study_module():
     return module
 
 
+def test_cosine_learning_rate_follows_the_optimizer_step():
+    """lr_t = lr (1 + cos(pi t / T)) / 2, read from optimizer.iterations (so a resumed run continues the curve)."""
+    study = _study_module()
+    model = types.SimpleNamespace(optimizer=types.SimpleNamespace(iterations=tf.Variable(0, dtype=tf.int64),
+                                                                  learning_rate=tf.Variable(0.0)))
+    schedule = study._CosineLearningRate(1e-3, total_steps=100)
+    schedule.set_model(model)
+    for step, expected in ((0, 1e-3), (50, 5e-4), (100, 0.0), (250, 0.0)):
+        model.optimizer.iterations.assign(step)
+        schedule.on_train_batch_begin(0)
+        assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(expected, rel=1e-6, abs=1e-12)
+
+
+def test_paired_difference_is_the_mean_of_per_image_differences():
+    study = _study_module()
+    base = {"iw_nll_per_image": [80.0, 90.0, 100.0, 70.0]}
+    other = {"iw_nll_per_image": [79.0, 90.5, 98.0, 69.5]}
+    difference = study._paired_difference(other, base)
+    assert difference["mean"] == pytest.approx(-0.75) and difference["share_better"] == 0.75
+    assert difference["stderr"] == pytest.approx(np.std([-1.0, 0.5, -2.0, -0.5]) / 2)
+    assert study._paired_difference(other, None) is None and study._paired({"iw_nll": 1.0}, base) == "n/a"
+
+
 @pytest.mark.slow  # two fits with SavedModel exports, an evaluation and a resume: ~1 min of CPU
 def test_flows_study_runs_end_to_end_on_tiny_binarized_digits(tmp_path):
     from scipy.io import savemat
@@ -78,6 +103,7 @@ def test_flows_study_runs_end_to_end_on_tiny_binarized_digits(tmp_path):
         savemat(data / f"binarized_mnist_{name}.mat", {"X": (rng.random((count, 784)) < 0.2).astype(np.uint8)})
     out = tmp_path / "out"
     args = ["--data-dir", str(data), "--flows", "0", "5", "--epochs", "1", "--batch-size", "20", "--latent-dim", "4",
+            "--lr-schedule", "cosine", "--pixel-window", "3",
             "--importance-samples", "4", "--chunk", "2", "--test-count", "10", "--eval-batch", "5",
             "--runs", str(tmp_path / "runs"), "--out", str(out), "--verbose", "0"]
     assert study.main(args) == 0
@@ -86,6 +112,8 @@ def test_flows_study_runs_end_to_end_on_tiny_binarized_digits(tmp_path):
         assert (out / name).exists(), name
     results = json.load(open(out / "flows_study.json"))["results"]
     assert results["5"]["optimizer_steps"] == 2 and results["0"]["examples"] == 10
+    assert results["0"]["iw_nll_minus_k0"]["mean"] == 0.0 and np.isfinite(results["5"]["iw_nll_minus_k0"]["mean"])
+    assert "iw_nll_per_image" not in results["5"]  # kept in the run's evaluation cache, not in the summary
     iterations = np.loadtxt(tmp_path / "runs" / "bmnist-K5" / "iterations.csv")
     assert iterations.shape == (2,) and np.all(np.isfinite(iterations))
     # resumable: a second call with the budget spent trains nothing and reports the same checkpoint

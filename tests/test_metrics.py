@@ -179,5 +179,9 @@ def test_evaluate_model_reports_every_metric(tiny_vae):
     assert limited["reconstruction_examples"] == 4 and result["reconstruction_examples"] == 5
     expected = metrics.reconstruction_errors(tiny_vae, images[:4]).mean()
     assert limited["reconstruction_mse"] == pytest.approx(expected, rel=1e-6)
+    paired = metrics.evaluate_model(tiny_vae, [images[:3], images[3:]], importance_samples=10, per_image=True)
+    assert len(paired["iw_nll_per_image"]) == len(paired["negative_elbo_per_image"]) == 5
+    assert np.mean(paired["iw_nll_per_image"]) == pytest.approx(paired["iw_nll"])
+    assert np.mean(paired["negative_elbo_per_image"]) == pytest.approx(paired["negative_elbo"])
     with pytest.raises(ValueError, match="empty"):
         metrics.evaluate_model(tiny_vae, [])

@@ -32,6 +32,27 @@ def test_logit_i_depends_on_earlier_pixels_only():
     assert (np.abs(np.tril(jacobian, -1)) > 0).sum() > size * size  # the stack does see the past
 
 
+@pytest.mark.parametrize("window", [3, 5])
+def test_window_sets_exactly_which_earlier_pixels_are_seen(window):
+    """Without extra layers, logit (r, c) depends on x (r', c') iff (r', c') is in the window's rows above
+    (|c' - c| <= window // 2) or to the left in row r: 4 pixels for a 3x3 window, 12 for 5x5 (inside the image)."""
+    size, half = 7, window // 2
+    layer = decoder(size, window=window)
+    seen = np.zeros((size * size, size * size))
+    for seed in range(3):  # summed over draws, so a unit that happens to be off for one draw cannot hide a link
+        images = tf.constant(np.random.default_rng(seed).random((1, size, size, 1)), tf.float32)
+        z = tf.constant(np.random.default_rng(seed + 10).normal(size=(1, 3)), tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            logits = tf.reshape(layer(z, images), [-1])
+        seen += np.abs(tape.jacobian(logits, images).numpy().reshape(size * size, size * size))
+    r, c = np.divmod(np.arange(size * size), size)
+    above = (r[None, :] < r[:, None]) & (r[None, :] >= r[:, None] - half) & (np.abs(c[None, :] - c[:, None]) <= half)
+    left = (r[None, :] == r[:, None]) & (c[None, :] < c[:, None]) & (c[None, :] >= c[:, None] - half)
+    np.testing.assert_array_equal(seen > 0, above | left)
+    assert (above | left)[3 * size + 3].sum() == {3: 4, 5: 12}[window]
+
+
 def test_probabilities_of_all_binary_images_sum_to_one():
     """sum_x p(x|z) = 1 over all 2^9 binary 3x3 images: the factors p(x_i | x_<i, z) chain into a distribution."""
     size = 3
@@ -63,13 +84,16 @@ def test_masked_conv_checks_and_round_trips_its_arguments():
         MaskedConv2D(4, 3, "A", padding="valid")
     with pytest.raises(ValueError, match="Received: filters=0"):
         AutoregressiveDecoder(8, 3, filters=0)
+    with pytest.raises(ValueError, match="Received: window=4"):
+        AutoregressiveDecoder(8, 3, window=4)
     layer = MaskedConv2D(4, 3, "A", name="m")
     assert MaskedConv2D.from_config(layer.get_config()).mask_type == "A"
 
 
 def pixel_config(**overrides) -> ModelConfig:
     values = dict(image_size=28, channels=1, latent_dim=4, filters=(4, 8, 8, 8), likelihood="bernoulli",
-                  decoder="pixelcnn", pixel_filters=8, pixel_layers=1, flows=2, flow_mode="amortized")
+                  decoder="pixelcnn", pixel_filters=8, pixel_layers=1, pixel_window=5, flows=2,
+                  flow_mode="amortized")
     return ModelConfig(**{**values, **overrides})
 
 
@@ -79,6 +103,8 @@ def test_config_rejects_pixelcnn_for_colour_or_gaussian_images():
             pixel_config(**overrides).validate()
     with pytest.raises(ValueError, match="Unknown decoder 'pixel'"):
         pixel_config(decoder="pixel").validate()
+    with pytest.raises(ValueError, match="Received: pixel_window=4"):
+        pixel_config(pixel_window=4).validate()
 
 
 def test_importance_weights_score_the_same_likelihood_as_the_elbo():
@@ -98,7 +124,7 @@ def test_keras_file_round_trip_and_decoding(tmp_path):
     path = str(tmp_path / "model.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-    assert loaded.config == model.config and loaded.autoregressive
+    assert loaded.config == model.config and loaded.autoregressive and loaded.decoder.window == 5
     np.testing.assert_allclose(loaded.elbo_terms(images, noise=np.zeros((2, 4), np.float32))["reconstruction"],
                                model.elbo_terms(images, noise=np.zeros((2, 4), np.float32))["reconstruction"], rtol=1e-6)
     decoded = loaded.reconstruct(images).numpy()

@@ -37,8 +37,10 @@ def test_flags_override_the_preset():
     config = config_from_args(args)
     assert (config.model.flows, config.model.flow_mode, config.train.epochs) == (5, "amortized", 2)
     assert (config.data.image_size, config.model.likelihood) == (28, "bernoulli")
-    args = build_parser().parse_args(["--dataset", "binarized_mnist", "--decoder", "pixelcnn", "--pixel-layers", "2"])
-    assert (config_from_args(args).model.decoder, config_from_args(args).model.pixel_layers) == ("pixelcnn", 2)
+    args = build_parser().parse_args(["--dataset", "binarized_mnist", "--decoder", "pixelcnn", "--pixel-layers", "2",
+                                      "--pixel-window", "5"])
+    model = config_from_args(args).model
+    assert (model.decoder, model.pixel_layers, model.pixel_window) == ("pixelcnn", 2, 5)
 
 
 def test_help_explains_every_flag():
