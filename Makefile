@@ -33,7 +33,7 @@ test-all: install
 # The MNIST planar-flow study (K = 0, 5, 10; PixelCNN decoder): 35 min of training per model, then IW-NLL
 # with S = 5000 on the 10,000 test digits (about 1 h per model on 2 cores). Resumable: re-running continues
 # each model's budget and reuses finished evaluations. Needs ../shared/data/binarized_mnist.
-BENCH_FLOWS_ARGS ?= --budget-minutes 35 --importance-samples 5000
+BENCH_FLOWS_ARGS ?= --importance-samples 5000
 bench-flows: install
 	$(PY) benchmarks/flows_study.py --data-dir ../shared/data/binarized_mnist $(BENCH_FLOWS_ARGS) --out benchmarks/results
 
