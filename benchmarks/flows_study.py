@@ -9,13 +9,13 @@ Reproduce from the repository root (resumable: re-running continues each model's
 Trains on statically binarized MNIST (Larochelle and Murray's 50k/10k/10k split; Bernoulli
 likelihood), or with ``--dataset mnist --data-dir ../shared/data/mnist`` on the IDX MNIST with
 dynamic binarization (train 50k / validation 10k taken from the 60k, test 10k). Each model trains
-for ``--epochs`` (default 20 = 10,000 steps, Adam's step size decaying to 0 on a cosine), stopped
+for ``--epochs`` (default 30 = 15,000 steps, Adam's step size decaying to 0 on a cosine), stopped
 early if it passes ``--budget-minutes`` of wall-clock (default 60); then its test set (``--test-count``
 images drawn at random with the seed, default all) is scored with the model's own importance-weighted
 NLL, image by image, so that the table can give each K's paired difference from K = 0.
 
-p(x|z) is the autoregressive PixelCNN decoder (``facevae.pixelcnn``: a 7x7 masked convolution over
-the pixels above and to the left plus a per-pixel code from z); ``--decoder conv`` gives the plain
+p(x|z) is the autoregressive PixelCNN decoder (``facevae.pixelcnn``: a 5x5 masked convolution over
+the pixels above and to the left plus a per-pixel code from z; ``--pixel-window``); ``--decoder conv`` gives the plain
 Conv2DTranspose decoder. The three models can also run as three processes side by side
 (``--flows 0``, ``--flows 5``, ``--flows 10`` with one ``--runs``); a last call with all three
 reuses their finished evaluations (``RUN/evaluation-<checkpoint>-S<S>-n<N>.json``) and writes the joint table.
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flows", type=cli.non_negative_int, nargs="+", default=[0, 5, 10], help="K values (default: 0 5 10)")
     p.add_argument("--budget-minutes", type=cli.positive_float, default=60.0,
                    help="training wall-clock cap per model (default: 60)")
-    p.add_argument("--epochs", type=cli.positive_int, default=20, help="epochs per model (default: 20)")
+    p.add_argument("--epochs", type=cli.positive_int, default=30, help="epochs per model (default: 30)")
     p.add_argument("--steps-per-epoch", type=cli.positive_int, help="batches per epoch (default: one pass)")
     p.add_argument("--latent-dim", type=cli.positive_int, default=32, help="latent size d (default: 32)")
     p.add_argument("--decoder", choices=("conv", "pixelcnn"), default="pixelcnn",
@@ -262,9 +262,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-filters", type=cli.positive_int, default=32, help="PixelCNN width (default: 32)")
     p.add_argument("--pixel-layers", type=cli.non_negative_int, default=0,
                    help="PixelCNN 3x3 layers after its first one; 0 keeps it local, so z carries the shape (default: 0)")
-    p.add_argument("--pixel-window", type=cli.positive_int, default=7,
+    p.add_argument("--pixel-window", type=cli.positive_int, default=5,
                    help="odd side of the PixelCNN's first masked kernel (7 sees 24 earlier pixels, 5 sees 12, 3 sees 4); "
-                        "smaller leaves more of each digit to z, and so to the flows (default: 7)")
+                        "smaller leaves more of each digit to z, and so to the flows (default: 5)")
     p.add_argument("--batch-size", type=cli.positive_int, default=100, help="images per step (default: 100)")
     p.add_argument("--learning-rate", type=cli.positive_float, default=1e-3, help="Adam step size (default: 0.001)")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default="cosine",
