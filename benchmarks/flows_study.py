@@ -15,8 +15,8 @@ images drawn at random with the seed, default all) is scored with the model's ow
 NLL, image by image, so that the table can give each K's paired difference from K = 0.
 
 p(x|z) is the autoregressive PixelCNN decoder (``facevae.pixelcnn``: a 5x5 masked convolution over
-the pixels above and to the left plus a per-pixel code from z; ``--pixel-window``); ``--decoder conv`` gives the plain
-Conv2DTranspose decoder. The three models can also run as three processes side by side
+the pixels above and to the left plus a per-pixel code from z; ``--pixel-window``); ``--decoder conv``
+gives the plain Conv2DTranspose decoder. The three models can also run as three processes side by side
 (``--flows 0``, ``--flows 5``, ``--flows 10`` with one ``--runs``); a last call with all three
 reuses their finished evaluations (``RUN/evaluation-<checkpoint>-S<S>-n<N>.json``) and writes the joint table.
 
@@ -120,7 +120,7 @@ class _Budget(keras.callbacks.Callback):
 
 
 class _CosineLearningRate(keras.callbacks.Callback):
-    """Adam's step size at optimizer step t: lr_t = lr * (1 + cos(pi * min(t / T, 1))) / 2, T = epochs * steps per epoch.
+    """Adam's step size at optimizer step t: lr_t = lr (1 + cos(pi min(t / T, 1))) / 2, T = epochs * steps per epoch.
 
     Read from the optimizer's own step counter, so a resumed run continues the same curve.
     """
@@ -313,8 +313,8 @@ def main(argv=None) -> int:
     table = [f"Command: `{command}`", "",
              f"Test images: {picked}; importance samples S = {args.importance_samples}; "
              f"budget {args.budget_minutes:g} min or {args.epochs} epochs per model; latent {args.latent_dim}; "
-             f"batch {args.batch_size}; "
-             f"Adam {args.learning_rate:g} ({args.lr_schedule}); PixelCNN window {args.pixel_window}; KL warm-up {args.kl_warmup} epochs; seed {args.seed}.", "",
+             f"batch {args.batch_size}; Adam {args.learning_rate:g} ({args.lr_schedule}); "
+             f"PixelCNN window {args.pixel_window}; KL warm-up {args.kl_warmup} epochs; seed {args.seed}.", "",
              "| K | epochs | steps | train s | -ELBO (nats) | IW-NLL (nats) | +- s.e. | IW-NLL - K0, paired | "
              "bits/dim | MSE | PSNR (dB) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
