@@ -121,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     batches, total = held_out_images(dataset, args.split, data_dir, model.config.image_size, model.config.channels,
                                      args.batch_size, args.count, seed=run.train.seed if run else 0, **extra)
     with tqdm(total=total, unit="img", desc="evaluating", file=sys.stderr) as bar:
-        limit = args.mse_count or (metrics.AUTOREGRESSIVE_RECONSTRUCTIONS if model.autoregressive else None)
+        limit = args.mse_count or metrics.default_reconstruction_limit(model)
         result = metrics.evaluate_model(model, batches, args.importance_samples, args.chunk, progress=bar.update,
                                         reconstruction_limit=limit)
     result.update(model=model_path, dataset=dataset, split=args.split, likelihood=model.config.likelihood,

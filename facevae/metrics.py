@@ -31,6 +31,7 @@ from facevae.model import FaceVAE
 
 __all__ = [
     "AUTOREGRESSIVE_RECONSTRUCTIONS",
+    "default_reconstruction_limit",
     "streaming_logsumexp",
     "iw_nll_from_log_weights",
     "importance_weighted_nll",
@@ -102,6 +103,13 @@ def importance_weighted_nll(model, images, num_samples: int, chunk: int = 100) -
 
 # An autoregressive decoder reconstructs pixel by pixel (S*S passes per batch): MSE on this many images.
 AUTOREGRESSIVE_RECONSTRUCTIONS = 1000
+
+
+def default_reconstruction_limit(model) -> int | None:
+    """How many images to reconstruct for MSE/PSNR by default: AUTOREGRESSIVE_RECONSTRUCTIONS for a
+    pixel-by-pixel decoder, None (all) otherwise."""
+    return AUTOREGRESSIVE_RECONSTRUCTIONS if model.autoregressive else None
+
 
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 

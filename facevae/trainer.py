@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from facevae import distributed, plots
-from facevae.metrics import AUTOREGRESSIVE_RECONSTRUCTIONS
+from facevae.metrics import default_reconstruction_limit
 from facevae.loop import EpochLoop, evaluate
 from facevae.config import RunConfig
 from facevae.data import TrainingData, training_data
@@ -304,8 +304,8 @@ def _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit
         return TrainResult(run_dir, export_dir, metrics, model)
     history = plots.read_history(os.path.join(run_dir, "history.csv"))
     plots.plot_loss_curves(history, os.path.join(run_dir, "loss.png"), title=os.path.basename(run_dir))
-    limit = AUTOREGRESSIVE_RECONSTRUCTIONS if model.autoregressive else None  # pixel-by-pixel decoding is slow
-    metrics.update(evaluate_reconstruction(model, data.validation, data.mean_image, limit))
+    metrics.update(evaluate_reconstruction(model, data.validation, data.mean_image,
+                                           default_reconstruction_limit(model)))  # pixel-by-pixel decoding is slow
     _write_json(os.path.join(run_dir, "metrics.json"), metrics)
     distributed_model = strategy is not tf.distribute.get_strategy()
     export_model(_plain_copy(model) if distributed_model else model, export_dir)

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from facevae.config import ModelConfig
+from facevae.metrics import AUTOREGRESSIVE_RECONSTRUCTIONS, default_reconstruction_limit
 from facevae.model import FaceVAE
 from facevae.pixelcnn import AutoregressiveDecoder, MaskedConv2D
 
@@ -125,6 +126,8 @@ def test_keras_file_round_trip_and_decoding(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     assert loaded.config == model.config and loaded.autoregressive and loaded.decoder.window == 5
+    assert default_reconstruction_limit(loaded) == AUTOREGRESSIVE_RECONSTRUCTIONS
+    assert default_reconstruction_limit(FaceVAE(pixel_config(decoder="conv"), seed=3)) is None
     np.testing.assert_allclose(loaded.elbo_terms(images, noise=np.zeros((2, 4), np.float32))["reconstruction"],
                                model.elbo_terms(images, noise=np.zeros((2, 4), np.float32))["reconstruction"], rtol=1e-6)
     decoded = loaded.reconstruct(images).numpy()
