@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-slow test-all bench-flows clean
+.PHONY: install demo test test-fast test-slow test-all bench-flows clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -m "not slow"
+
+# The inner loop: unit and math tests only (no notebooks, subprocess jobs or slow checks), under 3 minutes.
+test-fast: install
+	$(PY) -m pytest -m "not slow and not integration"
 
 test-slow: install
 	$(PY) -m pytest -m "slow"

@@ -7,7 +7,7 @@ Measures, at 64 and 128 px, images per second of
     settings and with ``cache``;
   * reading the same images as PNG files through tf.data (read_file + decode_png);
   * ``keras.utils.image_dataset_from_directory`` on the same PNG folder;
-  * one training step of ``facevae.model.FaceVAE`` with the face preset (imported lazily: the column
+  * one training step of ``facevae.model.vae.FaceVAE`` with the face preset (imported lazily: the column
     says n/a when facevae is not importable), fed from memory, and ``fit`` fed from the shards;
 and the conversion throughput of ``prepare_dataset`` from 1024 px and 256 px PNG sources.
 Source faces are made from the twelve FFHQ sample faces when ../shared/data is present (random crops,
@@ -133,9 +133,9 @@ def training_rates(size: int, shard_dir: str, seconds: float, repeats: int) -> t
         import tensorflow as tf
 
         from facevae.config import preset
-        from facevae.model import FaceVAE
+        from facevae.model.vae import FaceVAE
     except Exception as error:  # the model is written by another branch; say why the column is empty
-        return None, None, f"facevae.model not importable ({type(error).__name__}: {error})"
+        return None, None, f"facevae.model.vae not importable ({type(error).__name__}: {error})"
     from data_prep.pipeline import load
 
     config = preset("ffhq").model

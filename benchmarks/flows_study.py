@@ -14,7 +14,7 @@ early if it passes ``--budget-minutes`` of wall-clock (default 60); then its tes
 images drawn at random with the seed, default all) is scored with the model's own importance-weighted
 NLL, image by image, so that the table can give each K's paired difference from K = 0.
 
-p(x|z) is the autoregressive PixelCNN decoder (``facevae.pixelcnn``: a 5x5 masked convolution over
+p(x|z) is the autoregressive PixelCNN decoder (``facevae.model.pixelcnn``: a 5x5 masked convolution over
 the pixels above and to the left plus a per-pixel code from z; ``--pixel-window``); ``--decoder conv``
 gives the plain Conv2DTranspose decoder. The three models can also run as three processes side by side
 (``--flows 0``, ``--flows 5``, ``--flows 10`` with one ``--runs``); a last call with all three
@@ -42,10 +42,12 @@ from tqdm import tqdm
 
 from data_prep import mnist
 from data_prep.errors import DataError
-from facevae import cli, metrics, plots
+from facevae import cli
+from facevae.analysis import metrics
+from facevae.analysis import plots
 from facevae.config import preset
-from facevae.data import TrainingData
-from facevae.trainer import fit, latest_checkpoint
+from facevae.data.datasets import TrainingData
+from facevae.training.trainer import fit, latest_checkpoint
 
 __all__ = ["load_digit_splits", "training_data", "train_model", "evaluate_run", "main"]
 

@@ -83,7 +83,7 @@ def _agreement(a: dict, b: dict, heads) -> float:
 
 
 def _edit_rates(model, classifier, z, truth, recon_pred, vector, alpha, name) -> dict:
-    from facevae import latent
+    from facevae.analysis import latent
 
     others = [h for h in HEADS if h != name]
     rates = {}
@@ -101,7 +101,7 @@ def _edit_rates(model, classifier, z, truth, recon_pred, vector, alpha, name) ->
 
 
 def _morph(model, z, pairs: int, steps: int, seed: int, method: str) -> dict:
-    from facevae import latent
+    from facevae.analysis import latent
 
     rng = np.random.default_rng(seed)
     a, b = rng.choice(len(z), size=(2, pairs), replace=True)
@@ -128,10 +128,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import keras
-    from facevae import latent
+    from facevae.analysis import latent
     from facevae.attributes import build_parser as attributes_parser
-    from facevae.inference import load_inference_model
-    from facevae.labelled_faces import load_labelled_faces
+    from facevae.export.inference import load_inference_model
+    from facevae.data.labelled_faces import load_labelled_faces
     from data_prep.synthetic import generate_faces
 
     started = time.time()

@@ -5,8 +5,8 @@ Reproduce from the repository root (about 10 minutes on 2 cores):
     PYTHONPATH=. python benchmarks/train_throughput.py
 
 Writes benchmarks/results/train_throughput.json and .md. For every image size (28, 64, 128 px) a
-fresh process (so its peak RSS is its own) times the step that ``facevae.trainer.fit`` runs
-(``facevae.distributed.make_train_step`` under the default strategy) for K = 0, 5, 10 planar flows,
+fresh process (so its peak RSS is its own) times the step that ``facevae.training.trainer.fit`` runs
+(``facevae.training.distributed.make_train_step`` under the default strategy) for K = 0, 5, 10 planar flows,
 fed from memory (uint8 array -> tf.data) and from shards (the images saved as PNG files, prepared
 by ``data_prep.prepare.prepare_dataset("folder", ...)`` and read by ``data_prep.pipeline.load``). Variants are interleaved and
 repeated; each timed block is preceded by a float32 matmul timing (2048 x 2048, best of 3).
@@ -136,8 +136,8 @@ def _step_for(config):
     import keras
     import tensorflow as tf
 
-    from facevae import distributed
-    from facevae.model import FaceVAE
+    from facevae.training import distributed
+    from facevae.model.vae import FaceVAE
 
     strategy = tf.distribute.get_strategy()
     keras.utils.set_random_seed(0)

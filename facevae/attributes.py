@@ -7,7 +7,7 @@
     python -m facevae.attributes --model runs/latent-demo --vector glasses.npy --images me.jpg --out g.png
 
 The vector is mean(z | attribute) - mean(z | not) over --count faces of --data, normalised to unit
-length (``facevae.latent.attribute_vector``; --balance holds correlated attributes fixed by least
+length (``facevae.analysis.latent.attribute_vector``; --balance holds correlated attributes fixed by least
 squares). It is saved beside the grid (grid.png -> grid.npy, unit vector, and grid.json, its statistics).
 Alphas are multiples of the vector's class-mean gap unless --alpha-units latent: alpha = 1 is the
 default edit (a typical face without the attribute moves to the mean of the faces with it), -1
@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _vector(args, model):
     """Compute the vector from --data (80% of the faces) and its AUC on the other 20%; also grid faces."""
-    from facevae import latent
-    from facevae.labelled_faces import load_labelled_faces
+    from facevae.analysis import latent
+    from facevae.data.labelled_faces import load_labelled_faces
 
     held_out = max(args.rows, args.count // 4)
     faces = load_labelled_faces(args.data, args.count + held_out, model.image_size, model.channels,
@@ -112,7 +112,7 @@ def _attach_values(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_values(list(sys.argv[1:] if argv is None else argv)))
-    from facevae.labelled_faces import attribute_names, check_attribute
+    from facevae.data.labelled_faces import attribute_names, check_attribute
 
     if args.list:
         names = attribute_names(args.data)
@@ -125,14 +125,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.vector:
         check_attribute(args.attribute, attribute_names(args.data), args.data)
 
-    from facevae.images import check_paths, read_images
+    from facevae.data.images import check_paths, read_images
 
     check_paths(args.images or [])  # before TensorFlow loads: a typo fails at once
     if args.vector and not args.images:
         parser.error("--images is required with --vector")
-    from facevae import latent
-    from facevae.inference import load_inference_model
-    from facevae.plots import save_image_grid
+    from facevae.analysis import latent
+    from facevae.export.inference import load_inference_model
+    from facevae.analysis.plots import save_image_grid
 
     model = load_inference_model(args.model)
     faces = None

@@ -90,7 +90,7 @@ class ModelConfig:
     (binary pixels, decoder gives logits), or ``mse``: the published face-VAE objective
     ``r_loss_factor * mean((x - x_hat)^2)``, a Gaussian with sigma^2 = D / (2 r_loss_factor).
     decoder: ``conv`` (Conv2DTranspose blocks, one logit per pixel from z alone) or ``pixelcnn``
-    (``facevae.pixelcnn``: autoregressive over pixels, binary single-channel images with the
+    (``facevae.model.pixelcnn``: autoregressive over pixels, binary single-channel images with the
     Bernoulli likelihood only); pixel_filters / pixel_layers: width and depth of its masked stack;
     pixel_window: odd side of its first (type-A) masked kernel, 7 by default; smaller leaves more to z.
     """
@@ -139,7 +139,7 @@ class TrainConfig:
     kl_warmup_epochs: the KL weight rises linearly from 0 to 1 over this many epochs
     (0 = full weight from the start). steps_per_epoch: None = one pass over the data.
     batch_size: images per replica; a step takes batch_size * replicas images (the global batch).
-    strategy: tf.distribute strategy, one of STRATEGIES (see facevae.distributed.make_strategy).
+    strategy: tf.distribute strategy, one of STRATEGIES (see facevae.training.distributed.make_strategy).
     mixed_precision: mixed_float16 on GPU, mixed_bfloat16 on CPU; sampling, flows and loss stay float32.
     jit_compile: XLA for the training step: "on", "off", or "auto" (on for GPU, off for CPU).
     """

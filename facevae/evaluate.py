@@ -23,7 +23,7 @@ __all__ = ["build_parser", "resolve_model", "held_out_images", "main"]
 
 def resolve_model(path: str) -> tuple[str, str | None]:
     """(path of the .keras file to load, the run directory's config.json or None) for ``--model``."""
-    from facevae.trainer import latest_checkpoint
+    from facevae.training.trainer import latest_checkpoint
 
     if os.path.isfile(path) and path.endswith(".keras"):
         return path, None
@@ -62,7 +62,7 @@ def held_out_images(dataset: str, split: str, data_dir: str | None, image_size: 
     from data_prep import pipeline
     from data_prep.manifest import read_manifest
     from facevae.config import DataConfig
-    from facevae.data import DataUnavailable, resolve_shards
+    from facevae.data.datasets import DataUnavailable, resolve_shards
 
     data_dir = resolve_shards(DataConfig(dataset=dataset, data_dir=data_dir, image_size=image_size, channels=channels))
     available = read_manifest(data_dir)["splits"].get(split)
@@ -108,9 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import keras
     from tqdm import tqdm
 
-    from facevae import metrics
+    from facevae.analysis import metrics
     from facevae.config import RunConfig
-    from facevae.model import FaceVAE  # noqa: F401  (registers the class for load_model)
+    from facevae.model.vae import FaceVAE  # noqa: F401  (registers the class for load_model)
 
     keras.utils.set_random_seed(args.seed)
     model = keras.models.load_model(model_path)
@@ -149,6 +149,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from facevae.data import DataUnavailable
+    from facevae.data.datasets import DataUnavailable
 
     cli.run(main, "python -m facevae.evaluate", user_errors=(ValueError, DataUnavailable, FileNotFoundError))

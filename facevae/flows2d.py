@@ -4,7 +4,7 @@
     python -m facevae.flows2d --target u1 u2 u3 u4 --flows 2 8 32 --steps 4000 \
         --figures docs/flows2d --results benchmarks/results/flows2d_u1-u4
 
-Every (target, K) pair is fitted (see facevae.density2d for the targets and the objective); one
+Every (target, K) pair is fitted (see facevae.analysis.density2d for the targets and the objective); one
 figure per pair (target density, flow density, samples) goes to ``--figures``; with ``--results
 STEM`` the table is also written to STEM.md and STEM.json.
 """
@@ -23,7 +23,7 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from facevae.density2d import TARGETS
+    from facevae.analysis.density2d import TARGETS
 
     p = cli.ArgumentParser(
         prog="python -m facevae.flows2d",
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from tqdm import tqdm
 
-    from facevae.density2d import fit_flows, plot_fit
+    from facevae.analysis.density2d import fit_flows, plot_fit
 
     command = "python -m facevae.flows2d " + " ".join(sys.argv[1:] if argv is None else argv)
     rows = []

@@ -44,12 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from facevae.images import check_paths, read_images
+    from facevae.data.images import check_paths, read_images
 
     check_paths([args.a, args.b])  # before TensorFlow loads: a typo fails at once
-    from facevae.inference import load_inference_model
-    from facevae.latent import morph
-    from facevae.plots import save_image_grid
+    from facevae.export.inference import load_inference_model
+    from facevae.analysis.latent import morph
+    from facevae.analysis.plots import save_image_grid
 
     model = load_inference_model(args.model)
     images, notes = read_images([args.a, args.b], model.image_size, model.channels)

@@ -36,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from facevae.inference import load_inference_model
-    from facevae.plots import save_image_grid
+    from facevae.export.inference import load_inference_model
+    from facevae.analysis.plots import save_image_grid
 
     model = load_inference_model(args.model)
     noise = np.random.default_rng(args.seed).standard_normal((args.n, model.latent_dim)).astype(np.float32)

@@ -142,8 +142,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from facevae.data import DataUnavailable
-    from facevae.trainer import NonFiniteLoss, fit
+    from facevae.data.datasets import DataUnavailable
+    from facevae.training.trainer import NonFiniteLoss, fit
 
     try:
         config = config_from_args(args)

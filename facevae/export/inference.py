@@ -1,0 +1,145 @@
+"""A trained face VAE seen as two functions, encode and decode, whatever it was loaded from.
+
+    model = load_inference_model("runs/latent-demo")        # run directory: follows its ``export`` link
+    model = load_inference_model("saved_models/latent-demo") # or the exported SavedModel itself
+    z = model.encode(images)        # float32 [B, S, S, C] in [0, 1] -> [B, d], posterior mean through the flows
+    x = model.decode(z)             # [B, d] -> [B, S, S, C] in [0, 1]
+
+Loading a path uses only ``tf.saved_model.load`` (no facevae training code is imported), so an
+exported model works on a machine that has TensorFlow and nothing else. TensorFlow itself is
+imported only once the path has been checked, so a wrong path fails at once. ``from_keras(model)``
+wraps an in-memory ``FaceVAE`` in the same interface. Both work in batches of ``batch_size`` and
+return numpy arrays.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["InferenceModel", "ModelLoadError", "load_inference_model", "from_keras"]
+
+_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
+
+
+class ModelLoadError(ValueError):
+    """The given path is not a run directory with an export nor a SavedModel (a user error)."""
+
+
+class InferenceModel:
+    """encode/decode callables with the image and latent shapes they expect.
+
+    Args:
+        encode_fn: float32 images [B, S, S, C] -> z [B, d] (a tensor or array).
+        decode_fn: z [B, d] -> images [B, S, S, C] in [0, 1].
+        image_size, channels, latent_dim: the shapes above.
+        source: where the model came from (shown in messages).
+        batch_size: images per call of the underlying functions.
+    """
+
+    def __init__(self, encode_fn: Callable, decode_fn: Callable, image_size: int, channels: int,
+                 latent_dim: int, source: str = "<memory>", batch_size: int = 256):
+        self._encode_fn = encode_fn
+        self._decode_fn = decode_fn
+        self.image_size = int(image_size)
+        self.channels = int(channels)
+        self.latent_dim = int(latent_dim)
+        self.source = source
+        self.batch_size = int(batch_size)
+
+    def _batched(self, fn: Callable, inputs: np.ndarray, out_shape: tuple) -> np.ndarray:
+        import tensorflow as tf
+
+        inputs = np.asarray(inputs, dtype=np.float32)
+        if len(inputs) == 0:
+            return np.zeros((0,) + out_shape, np.float32)
+        parts = [np.asarray(fn(tf.constant(inputs[i:i + self.batch_size])), dtype=np.float32)
+                 for i in range(0, len(inputs), self.batch_size)]
+        return np.concatenate(parts, axis=0)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """images [B, S, S, C] in [0, 1] -> z [B, d] = f_K o ... o f_1(mean of q0(z0|x))."""
+        images = np.asarray(images, dtype=np.float32)
+        expected = (self.image_size, self.image_size, self.channels)
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise ValueError(f"encode expects images of shape [B, {', '.join(map(str, expected))}]. "
+                             f"Received: shape={images.shape}")
+        return self._batched(self._encode_fn, images, (self.latent_dim,))
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """z [B, d] -> images [B, S, S, C] in [0, 1] (the likelihood's mean)."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim:
+            raise ValueError(f"decode expects latents of shape [B, {self.latent_dim}]. Received: shape={z.shape}")
+        return self._batched(self._decode_fn, z, (self.image_size, self.image_size, self.channels))
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        """decode(encode(images))."""
+        return self.decode(self.encode(images))
+
+    def __repr__(self) -> str:
+        return (f"InferenceModel(source={self.source!r}, image_size={self.image_size}, "
+                f"channels={self.channels}, latent_dim={self.latent_dim})")
+
+
+def _is_saved_model(path: str) -> bool:
+    return any(os.path.isfile(os.path.join(path, name)) for name in _SAVED_MODEL_FILES)
+
+
+def _resolve(path: str) -> str:
+    """A run directory -> its export; a SavedModel directory -> itself; else ModelLoadError."""
+    if not os.path.exists(path):
+        raise ModelLoadError(f"model path {path!r} does not exist; pass a run directory or an exported SavedModel")
+    if not os.path.isdir(path):
+        raise ModelLoadError(f"model path {path!r} is a file; pass a run directory or an exported SavedModel directory")
+    if _is_saved_model(path):
+        return path
+    export = os.path.join(path, "export")
+    if os.path.isdir(export) and _is_saved_model(export):
+        return os.path.realpath(export)
+    if os.path.exists(os.path.join(path, "config.json")):
+        raise ModelLoadError(f"run directory {path!r} has no export (no 'export' link to a SavedModel); "
+                             "training writes it at the end of the run")
+    raise ModelLoadError(f"{path!r} is neither a run directory nor a SavedModel (no saved_model.pb)")
+
+
+def load_inference_model(path: str, batch_size: int = 256) -> InferenceModel:
+    """Load a run directory (its ``export``) or a SavedModel with ``tf.saved_model.load``.
+
+    The SavedModel must have the ``encode`` (images -> {"z", ...}) and ``decode`` (z -> {"images"})
+    endpoints of ``facevae.export.serving.export_model``; shapes are read from their input signatures.
+    """
+    directory = _resolve(os.fspath(path))
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(directory)
+    except Exception as error:  # noqa: BLE001 - any load failure is reported as one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"could not load the SavedModel in {directory!r}: {first}") from None
+    missing = [name for name in ("encode", "decode") if not hasattr(loaded, name)]
+    if missing:
+        raise ModelLoadError(f"SavedModel {directory!r} lacks the endpoints {missing}; "
+                             "export it with facevae.export.serving.export_model")
+    image_spec = loaded.encode.input_signature[0]
+    latent_spec = loaded.decode.input_signature[0]
+    _, size, _, channels = image_spec.shape.as_list()
+    latent_dim = latent_spec.shape.as_list()[-1]
+    return InferenceModel(
+        encode_fn=lambda images: loaded.encode(images)["z"],
+        decode_fn=lambda z: loaded.decode(z)["images"],
+        image_size=size, channels=channels, latent_dim=latent_dim,
+        source=directory, batch_size=batch_size,
+    )
+
+
+def from_keras(model, batch_size: int = 256) -> InferenceModel:
+    """Wrap an in-memory ``facevae.model.vae.FaceVAE`` (encode -> z through the flows, decode)."""
+    config = model.config
+    return InferenceModel(
+        encode_fn=lambda images: model.encode(images)[2],
+        decode_fn=lambda z: model.decode(z),
+        image_size=config.image_size, channels=config.channels, latent_dim=config.latent_dim,
+        source="<memory>", batch_size=batch_size,
+    )

@@ -1,0 +1,293 @@
+"""The convolutional VAE with planar flows on its latent: encoder, decoder and ``FaceVAE``.
+
+Encoder: 4 x [Conv2D(3x3, stride 2, 'same') -> BatchNorm (fused kernel) -> LeakyReLU], Flatten, then
+Dense heads for the posterior mean and log-variance. Decoder: Dense -> Reshape ->
+4 x [Conv2DTranspose(3x3, stride 2) -> BatchNorm -> LeakyReLU], the last block without
+BatchNorm or activation, giving logits. 28 px images are zero-padded to 32 and cropped back.
+With ``decoder="pixelcnn"`` the decoder is ``facevae.model.pixelcnn.AutoregressiveDecoder`` instead:
+p(x|z) = prod_i p(x_i | x_<i, z), teacher-forced in the loss, pixel by pixel when decoding.
+
+Per example, with z0 = mean + exp(log_var / 2) * eps and zK = f_K o ... o f_1(z0),
+the loss (negative ELBO, nats) is
+
+    -log p(x|zK) + beta * [log q0(z0|x) - sum_k log|det J_k(z_{k-1})| - log p(zK)]
+
+where the bracket is the Monte-Carlo KL term and beta is the KL warm-up weight (1 after warm-up).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from facevae.model import losses
+from facevae.model.batchnorm import FusedBatchNormalization
+from facevae.config import ModelConfig
+from facevae.flows import PlanarFlows
+from facevae.model.pixelcnn import AutoregressiveDecoder
+
+__all__ = ["build_encoder", "build_decoder", "GaussianSampler", "FaceVAE"]
+
+_PADDED_SIZE = {28: 32}
+
+
+def _conv_block(x, filters: int, name: str, transpose: bool = False):
+    conv = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
+    x = conv(filters, 3, strides=2, padding="same", name=f"{name}_conv")(x)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act")(x)
+
+
+def build_encoder(config: ModelConfig) -> keras.Model:
+    """images [B, S, S, C] in [0, 1] -> (mean [B, d], log_var [B, d], features [B, F])."""
+    size = config.image_size
+    inputs = keras.Input((size, size, config.channels), name="images")
+    x = inputs
+    padded = _PADDED_SIZE.get(size, size)
+    if padded != size:
+        x = keras.layers.ZeroPadding2D((padded - size) // 2, name="pad")(x)
+    for i, filters in enumerate(config.filters):
+        x = _conv_block(x, filters, f"enc{i}")
+    features = keras.layers.Flatten(name="features")(x)
+    # The posterior heads stay float32 under a mixed-precision policy: sampling, flows and KL use them.
+    mean = keras.layers.Dense(config.latent_dim, name="mean", dtype="float32")(features)
+    log_var = keras.layers.Dense(config.latent_dim, name="log_var", dtype="float32")(features)
+    return keras.Model(inputs, [mean, log_var, features], name="encoder")
+
+
+def build_decoder(config: ModelConfig) -> keras.Model:
+    """z [B, d] -> logits [B, S, S, C] (images are sigmoid(logits))."""
+    size = config.image_size
+    padded = _PADDED_SIZE.get(size, size)
+    start = padded // 16
+    inputs = keras.Input((config.latent_dim,), name="z")
+    x = keras.layers.Dense(start * start * config.filters[-1], name="project")(inputs)
+    x = keras.layers.Reshape((start, start, config.filters[-1]), name="reshape")(x)
+    widths = list(reversed(config.filters[:-1]))
+    for i, filters in enumerate(widths):
+        x = _conv_block(x, filters, f"dec{i}", transpose=True)
+    # float32 logits under a mixed-precision policy, so the likelihood is computed in float32.
+    x = keras.layers.Conv2DTranspose(
+        config.channels, 3, strides=2, padding="same", name="logits", dtype="float32"
+    )(x)
+    if padded != size:
+        x = keras.layers.Cropping2D((padded - size) // 2, name="crop")(x)
+    return keras.Model(inputs, x, name="decoder")
+
+
+@keras.saving.register_keras_serializable(package="facevae")
+class GaussianSampler(keras.layers.Layer):
+    """Reparameterised draw z = mean + exp(log_var / 2) * eps, eps ~ N(0, I), from a seeded generator.
+
+    ``call(mean, log_var, num_samples=None, noise=None)``: [B, d] -> (z, eps), each [B, d], or
+    [S, B, d] when ``num_samples`` = S is given; ``noise`` supplies eps (same shape as z) instead
+    of drawing it (the distributed trainer draws it per global batch, so results do not depend on
+    how the batch is split across replicas).
+    """
+
+    def __init__(self, seed: int | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, mean, log_var, num_samples: int | None = None, noise=None):
+        if noise is not None:
+            eps = tf.cast(noise, mean.dtype)
+            return mean + tf.exp(0.5 * log_var) * eps, eps
+        shape = tf.shape(mean) if num_samples is None else tf.concat([[num_samples], tf.shape(mean)], 0)
+        eps = keras.random.normal(shape, dtype=mean.dtype, seed=self.seed_generator)
+        return mean + tf.exp(0.5 * log_var) * eps, eps
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "seed": self.seed}
+
+
+def _images(data):
+    """The images of a batch that may be images alone or (images, labels...)."""
+    return data[0] if isinstance(data, (tuple, list)) else data
+
+
+@keras.saving.register_keras_serializable(package="facevae")
+class FaceVAE(keras.Model):
+    """Convolutional VAE with K planar flows on the latent (K = 0: plain VAE).
+
+    Args:
+        config: a ``ModelConfig`` or the dict of one (as ``get_config`` stores it).
+        seed: seed of the sampling noise (None: random).
+
+    ``call(images)`` returns the deterministic reconstruction decode(f(mean)).
+    Metrics reported by fit/evaluate: loss, reconstruction, kl, log_det (means over examples).
+    """
+
+    def __init__(self, config: ModelConfig | dict, seed: int | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if isinstance(config, dict):
+            config = ModelConfig(**{**config, "filters": tuple(config["filters"])})
+        config.validate()
+        self.config = config
+        self.seed = seed
+        self.encoder = build_encoder(config)
+        if config.decoder == "pixelcnn":
+            self.decoder = AutoregressiveDecoder(config.image_size, config.latent_dim, config.pixel_filters,
+                                                 config.pixel_layers, window=config.pixel_window, name="decoder")
+            self.decoder.build()
+        else:
+            self.decoder = build_decoder(config)
+        # Sampling and flows run in float32 whatever the global dtype policy (mixed precision).
+        self.flows = PlanarFlows(config.flows, config.latent_dim, mode=config.flow_mode, name="flows", dtype="float32")
+        self.sampler = GaussianSampler(seed, name="sampler", dtype="float32")
+        self.kl_weight = self.add_weight(
+            shape=(), initializer="ones", trainable=False, name="kl_weight"
+        )
+        self.trackers = {
+            name: keras.metrics.Mean(name=name) for name in ("loss", "reconstruction", "kl", "log_det")
+        }
+        # Every weight exists once the constructor returns (the encoder and decoder are functional).
+        self.flows.build((None, config.latent_dim), (None, self.encoder.outputs[2].shape[-1]))
+        self.built = True
+
+    # ----- the pieces -------------------------------------------------------------------
+    def posterior(self, images, training: bool = False):
+        """images [B, S, S, C] -> (mean, log_var, features) of q0(z0|x)."""
+        return self.encoder(images, training=training)
+
+    def apply_flows(self, z0, features=None):
+        """z0 [..., d] -> (zK, sum_k log|det J_k|); ``features`` [B, F] drive amortized flows."""
+        return self.flows(z0, features)
+
+    def encode(self, images, training: bool = False):
+        """images -> (mean, log_var, z) with z = f_K o ... o f_1(mean), the posterior mode's image."""
+        mean, log_var, features = self.posterior(images, training=training)
+        z, _ = self.apply_flows(mean, features)
+        return mean, log_var, z
+
+    @property
+    def autoregressive(self) -> bool:
+        """True when p(x|z) is the pixel-by-pixel ``AutoregressiveDecoder`` (its logits need x itself)."""
+        return self.config.decoder == "pixelcnn"
+
+    def decode_logits(self, z, training: bool = False, images=None):
+        """z [B, d] -> logits [B, S, S, C] of p(x|z); an autoregressive decoder also needs the ``images`` x."""
+        if self.autoregressive:
+            if images is None:
+                raise ValueError("decode_logits of an autoregressive decoder needs the images it scores")
+            return self.decoder(z, images, training=training)
+        return self.decoder(z, training=training)
+
+    def decode(self, z, training: bool = False):
+        """z [B, d] -> images [B, S, S, C] in [0, 1]: the likelihood's mean, or for an autoregressive
+        decoder p(x_i = 1 | x_<i, z) along its deterministic greedy decoding."""
+        if self.autoregressive:
+            return self.decoder.generate(z)[1]
+        return tf.sigmoid(self.decode_logits(z, training=training))
+
+    def reconstruct(self, images):
+        """images -> decode(encode(images).z), deterministic."""
+        return self.decode(self.encode(images)[2])
+
+    def sample(self, num_images: int | None = None, noise=None, temperature: float = 1.0):
+        """Prior samples: decode(temperature * eps), eps ~ N(0, I) [n, d] drawn here or given as ``noise``."""
+        if noise is None:
+            noise = keras.random.normal(
+                (num_images, self.config.latent_dim), seed=self.sampler.seed_generator
+            )
+        return self.decode(temperature * noise)
+
+    def call(self, images, training: bool = False):
+        mean, log_var, features = self.posterior(images, training=training)
+        z, _ = self.apply_flows(mean, features)
+        return self.decode(z, training=training)
+
+    # ----- the objective ----------------------------------------------------------------
+    def elbo_terms(self, images, training: bool = False, noise=None) -> dict[str, tf.Tensor]:
+        """One-sample ELBO terms per example, each [B] in nats.
+
+        ``noise`` [B, d]: the standard-normal eps of z0 = mean + exp(log_var / 2) * eps (drawn here if None).
+
+        reconstruction = -log p(x|zK); log_q0 = log q0(z0|x); log_det = sum_k log|det J_k|;
+        log_prior = log p(zK); kl = log_q0 - log_det - log_prior; loss = reconstruction + kl;
+        also the draws z0 and zk, each [B, d].
+        """
+        mean, log_var, features = self.posterior(images, training=training)
+        z0, _ = self.sampler(mean, log_var, noise=noise)
+        zk, log_det = self.apply_flows(z0, features)
+        logits = self.decode_logits(zk, training=training, images=images)
+        reconstruction = self._reconstruction(images, logits)
+        log_q0 = losses.diagonal_gaussian_log_prob(z0, mean, log_var)
+        log_prior = losses.standard_normal_log_prob(zk)
+        kl = log_q0 - log_det - log_prior
+        return {
+            "reconstruction": reconstruction,
+            "log_q0": log_q0,
+            "log_det": log_det,
+            "log_prior": log_prior,
+            "kl": kl,
+            "loss": reconstruction + kl,
+            "z0": z0,
+            "zk": zk,
+        }
+
+    def log_importance_weights(self, images, num_samples: int):
+        """log w_s = log p(x|zK_s) + log p(zK_s) - log q0(z0_s|x) + sum_k log|det J_k|; shape [S, B].
+
+        With S samples, -logsumexp_s(log w_s) + log S is the importance-weighted bound on -log p(x)
+        (Burda et al. 2015). The encoder runs once, and so does an autoregressive decoder's x-context;
+        S draws share them.
+        """
+        mean, log_var, features = self.posterior(images)
+        z0, _ = self.sampler(mean, log_var, num_samples=num_samples)  # [S, B, d]
+        batch = tf.shape(mean)[0]
+        flat_z0 = tf.reshape(z0, [-1, self.config.latent_dim])
+        flat_features = tf.tile(features, [num_samples, 1])
+        zk, log_det = self.apply_flows(flat_z0, flat_features)
+        repeated = tf.tile(images, [num_samples, 1, 1, 1])
+        if self.autoregressive:  # one x-context per image, broadcast over the S draws
+            draws = tf.reshape(zk, [num_samples, batch, self.config.latent_dim])
+            logits = self.decoder.logits(draws, self.decoder.context(images)[None])
+            logits = tf.reshape(logits, tf.shape(repeated))
+        else:
+            logits = self.decode_logits(zk)
+        log_likelihood = -self._reconstruction(repeated, logits)
+        log_q0 = losses.diagonal_gaussian_log_prob(z0, mean, log_var)  # [S, B]
+        flat = log_likelihood + log_det + losses.standard_normal_log_prob(zk)
+        return tf.reshape(flat, [num_samples, batch]) - log_q0
+
+    def _reconstruction(self, images, logits):
+        c = self.config
+        return losses.reconstruction_loss(c.likelihood, images, logits, c.sigma, c.r_loss_factor)
+
+    # ----- Keras training protocol ------------------------------------------------------
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def _update_trackers(self, terms, loss):
+        self.trackers["loss"].update_state(loss)
+        for name in ("reconstruction", "kl", "log_det"):
+            self.trackers[name].update_state(tf.reduce_mean(terms[name]))
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, data):
+        images = _images(data)
+        with tf.GradientTape() as tape:
+            terms = self.elbo_terms(images, training=True)
+            loss = tf.reduce_mean(terms["reconstruction"] + self.kl_weight * terms["kl"])
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply(gradients, self.trainable_variables)
+        return self._update_trackers(terms, loss)
+
+    def test_step(self, data):
+        terms = self.elbo_terms(_images(data), training=False)
+        return self._update_trackers(terms, tf.reduce_mean(terms["loss"]))
+
+    def get_config(self) -> dict:
+        values = asdict(self.config)
+        values["filters"] = list(values["filters"])
+        return {"config": values, "seed": self.seed}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "FaceVAE":
+        return cls(**config)
+

@@ -1,0 +1,53 @@
+"""The training command line: flags override presets; bad input is one line, exit code 2, no traceback."""
+import subprocess
+import sys
+
+import pytest
+
+from facevae.train import build_parser, config_from_args
+
+pytestmark = pytest.mark.integration
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "facevae.train", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--dataset", "cifar"], "argument --dataset: invalid choice: 'cifar' (choose from 'synthetic', 'ffhq'"),
+        (["--image-size", "100"], "argument --image-size: invalid choice: 100 (choose from 28, 32, 64, 128, 256)"),
+        (["--epochs", "0"], "argument --epochs: must be a positive integer; received 0"),
+        (["--batch-size", "-4"], "argument --batch-size: must be a positive integer; received -4"),
+        (["--dataset", "ffhq"], "--dataset ffhq needs --data-dir; prepare shards with: python -m data_prep ffhq"),
+        (["--dataset", "mnist", "--data-dir", "/no/such/dir"], "--data-dir /no/such/dir does not exist"),
+        (["--decoder", "pixelcnn"], "decoder='pixelcnn' models binary single-channel images"),
+    ],
+)
+def test_bad_flags_give_one_line_and_exit_code_2(tmp_path, args, expected):
+    done = run_cli(*args, "--output-dir", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr
+    assert expected in lines[-1], lines
+    assert len([l for l in lines if l.startswith("python -m facevae.train: error")]) == 1
+
+
+def test_flags_override_the_preset():
+    args = build_parser().parse_args(["--dataset", "mnist", "--flows", "5", "--flow-mode", "amortized", "--epochs", "2"])
+    config = config_from_args(args)
+    assert (config.model.flows, config.model.flow_mode, config.train.epochs) == (5, "amortized", 2)
+    assert (config.data.image_size, config.model.likelihood) == (28, "bernoulli")
+    args = build_parser().parse_args(["--dataset", "binarized_mnist", "--decoder", "pixelcnn", "--pixel-layers", "2",
+                                      "--pixel-window", "5"])
+    model = config_from_args(args).model
+    assert (model.decoder, model.pixel_layers, model.pixel_window) == ("pixelcnn", 2, 5)
+
+
+def test_help_explains_every_flag():
+    text = build_parser().format_help()
+    for action in build_parser()._actions:
+        if action.option_strings and action.dest != "help":
+            assert action.help, action.option_strings
+    assert "--r-loss-factor" in text and "--resume" in text

@@ -1,0 +1,70 @@
+"""Likelihood and KL terms checked against independent formulas and Monte-Carlo estimates."""
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import stats
+
+from facevae.model import losses
+
+
+def _images(rng, shape=(4, 6, 6, 3)):
+    return rng.uniform(size=shape).astype(np.float64), rng.normal(size=shape).astype(np.float64)
+
+
+def test_gaussian_nll_equals_scipy_logpdf():
+    x, logits = _images(np.random.default_rng(0))
+    mean = 1 / (1 + np.exp(-logits))
+    expected = -stats.norm.logpdf(x, loc=mean, scale=0.3).reshape(4, -1).sum(1)
+    np.testing.assert_allclose(losses.gaussian_nll(x, logits, 0.3).numpy(), expected, rtol=1e-10)
+
+
+def test_bernoulli_nll_equals_scipy_logpmf():
+    rng = np.random.default_rng(1)
+    x = (rng.uniform(size=(3, 5, 5, 1)) > 0.5).astype(np.float64)
+    logits = rng.normal(size=x.shape)
+    expected = -stats.bernoulli.logpmf(x, 1 / (1 + np.exp(-logits))).reshape(3, -1).sum(1)
+    np.testing.assert_allclose(losses.bernoulli_nll(x, logits).numpy(), expected, rtol=1e-10)
+
+
+def test_mse_objective_is_gaussian_with_sigma_from_r_loss_factor():
+    """r * mean((x - m)^2) and the Gaussian NLL with sigma^2 = D / (2 r) differ by a constant."""
+    rng = np.random.default_rng(2)
+    r = 10000.0
+    differences = []
+    for _ in range(3):
+        x, logits = _images(rng)
+        dims = x[0].size
+        sigma = math.sqrt(dims / (2 * r))
+        differences.append(losses.gaussian_nll(x, logits, sigma).numpy() - losses.mse_objective(x, logits, r).numpy())
+    differences = np.concatenate(differences)
+    np.testing.assert_allclose(differences, differences[0], rtol=1e-9)
+    dims = x[0].size
+    np.testing.assert_allclose(differences[0], dims * (0.5 * math.log(dims / (2 * r)) + 0.5 * losses.LOG_2PI))
+
+
+def test_reconstruction_loss_rejects_unknown_likelihood():
+    with pytest.raises(ValueError, match="Unknown likelihood 'laplace'"):
+        losses.reconstruction_loss("laplace", tf.zeros([1, 2, 2, 1]), tf.zeros([1, 2, 2, 1]))
+
+
+def test_log_probs_equal_scipy():
+    rng = np.random.default_rng(3)
+    z, mean, log_var = rng.normal(size=(3, 5, 4))
+    expected = stats.multivariate_normal.logpdf
+    q = [expected(z[i], mean[i], np.diag(np.exp(log_var[i]))) for i in range(5)]
+    p = [expected(z[i], np.zeros(4), np.eye(4)) for i in range(5)]
+    np.testing.assert_allclose(losses.diagonal_gaussian_log_prob(z, mean, log_var).numpy(), q, rtol=1e-10)
+    np.testing.assert_allclose(losses.standard_normal_log_prob(z).numpy(), p, rtol=1e-10)
+
+
+def test_closed_form_kl_agrees_with_monte_carlo():
+    rng = np.random.default_rng(4)
+    mean, log_var = rng.normal(size=(2, 3, 6))
+    n = 200_000
+    z = mean + np.exp(log_var / 2) * rng.normal(size=(n, 3, 6))
+    samples = (losses.diagonal_gaussian_log_prob(z, mean, log_var) - losses.standard_normal_log_prob(z)).numpy()
+    estimate, error = samples.mean(0), samples.std(0) / math.sqrt(n)
+    closed = losses.gaussian_kl(mean, log_var).numpy()
+    assert np.all(np.abs(estimate - closed) < 3 * error), (estimate, closed, error)
