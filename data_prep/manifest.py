@@ -19,6 +19,7 @@ import json
 
 from data_prep import storage
 from data_prep.errors import DataError
+from data_prep.sources import commands_text
 
 __all__ = [
     "MANIFEST_NAME",
@@ -59,7 +60,7 @@ def read_manifest(path_or_uri: str) -> dict:
     path = manifest_path(path_or_uri)
     if not storage.exists(path):
         raise DataError(
-            f"{path}: not found; prepare shards first (`python -m data_prep <ffhq|folder|mnist|binarized-mnist> "
+            f"{path}: not found; prepare shards first (`python -m data_prep <{commands_text()}> "
             "--src ... --out DIR`) or re-run that command to finish an interrupted preparation"
         )
     try:

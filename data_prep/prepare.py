@@ -6,8 +6,11 @@ Splits:
 
 * ``ffhq``: FFHQ's own split, index >= 60000 -> ``validation``, the rest ``train``; a subset
   holding no index >= 60000 falls back to the seeded fraction below (said in ``split_rule``);
-* ``folder``: a seeded ``validation_fraction`` (default 10%) of the files -> ``validation``; the
-  files are ranked by SHA-256 of ``"<seed>:<relative path>"``, so adding files moves few others;
+* ``folder``: a split file when there is one (``split_file``; by default CelebA's
+  ``list_eval_partition.txt`` in ``src`` or in its parent folder: ``NAME 0|1|2`` = train /
+  validation / test, see ``data_prep.split_files``); otherwise a seeded ``validation_fraction``
+  (default 10%) of the files -> ``validation``, ranked by SHA-256 of ``"<seed>:<relative path>"``,
+  so adding files moves few others;
 * ``mnist``: ``train`` (60,000) and ``test`` (10,000) as in the files;
 * ``binarized_mnist``: ``train``/``validation``/``test`` (50,000 / 10,000 / 10,000) as in the files.
 """
@@ -28,25 +31,29 @@ from data_prep.attributes import read_attributes
 from data_prep.errors import DataError
 from data_prep.image_folder import FFHQ_VALIDATION_START, ffhq_indices, find_images
 from data_prep.mnist import read_binarized_mnist, read_mnist
+from data_prep.sources import PREPARED, source
+from data_prep.split_files import find_split_file, read_split_file
 from data_prep.writer import STATE_NAME, FileDecoding, Item, ShardPlan, write_shards
 
 __all__ = ["KINDS", "prepare_dataset", "report_lines"]
 
-KINDS = ("ffhq", "folder", "mnist", "binarized_mnist")
+KINDS = PREPARED  # the sources of data_prep.sources that are prepared from files
 MIN_SIZE, MAX_SIZE = 28, 1024
 _SHARD_BYTES = 64 * 2**20  # target shard size; also at least min(16, n / 2048) shards for interleave
 _RAW_UP_TO = 256  # encoding "auto": raw pixels up to this size, PNG above (1024 px raw would be 3 MB/image)
 _MAX_LISTED_SKIPS = 1000
 
 
-def _check_arguments(kind, size, validation_fraction, encoding, missing_attributes, shards) -> str:
+def _check_arguments(kind, size, validation_fraction, encoding, missing_attributes, shards) -> tuple[str, int]:
     kind = kind.replace("-", "_")
     if kind not in KINDS:
         raise ValueError(f"Unknown kind {kind!r}; expected one of {list(KINDS)}")
-    if kind in ("ffhq", "folder"):
-        if size is None or not MIN_SIZE <= size <= MAX_SIZE:
+    entry = source(kind)
+    if entry.resizable:
+        size = entry.default_size if size is None else size
+        if not MIN_SIZE <= size <= MAX_SIZE:
             raise DataError(f"--size must be between {MIN_SIZE} and {MAX_SIZE} for {kind}. Received: size={size}")
-    elif size not in (None, 28):
+    elif size not in (None, entry.default_size):
         raise DataError(f"MNIST digits are 28x28 and are not resized. Received: size={size}")
     if not 0.0 <= validation_fraction < 1.0:
         raise DataError(f"validation fraction must be in [0, 1). Received: validation_fraction={validation_fraction}")
@@ -56,7 +63,7 @@ def _check_arguments(kind, size, validation_fraction, encoding, missing_attribut
         raise DataError(f"--shards must be at least 1. Received: shards={shards}")
     if missing_attributes not in ("error", "skip"):
         raise ValueError(f"Unknown missing_attributes {missing_attributes!r}; expected one of ['error', 'skip']")
-    return kind
+    return kind, size
 
 
 def _folder_indices(paths: list[str]) -> tuple[list[int], bool]:
@@ -89,7 +96,42 @@ def _join_attributes(table, paths, indices, missing_policy, skipped) -> tuple[li
     return kept_paths, kept_indices, values
 
 
-def _image_splits(kind, src, attributes, seed, validation_fraction, missing_policy, skipped):
+def _seeded_fraction(items, src, seed, validation_fraction) -> dict[str, list[Item]]:
+    rank = sorted(
+        range(len(items)),
+        key=lambda i: hashlib.sha256(f"{seed}:{os.path.relpath(items[i].pixels, src)}".encode()).digest(),
+    )
+    chosen = set(rank[: int(round(len(items) * validation_fraction))])
+    return {
+        "train": [item for i, item in enumerate(items) if i not in chosen],
+        "validation": [item for i, item in enumerate(items) if i in chosen],
+    }
+
+
+def _by_split_file(items, split_file) -> dict[str, list[Item]]:
+    assigned = read_split_file(split_file)
+    missing = [item.pixels for item in items if os.path.basename(item.pixels) not in assigned]
+    if missing:
+        first = ", ".join(os.path.basename(path) for path in missing[:3])
+        raise DataError(
+            f"{split_file}: no line for {len(missing):,} of {len(items):,} images (e.g. {first}); add them, "
+            "or pass --split-file none to split by --validation-fraction"
+        )
+    splits: dict[str, list[Item]] = {"train": [], "validation": [], "test": []}
+    for item in items:
+        splits[assigned[os.path.basename(item.pixels)]].append(item)
+    return splits
+
+
+def _resolve_split_file(kind: str, src: str, split_file: str | None) -> str | None:
+    """The split file to use: ``split_file`` ("none" = no file), else one found beside a folder's images."""
+    if split_file == "none" or kind != "folder":
+        return None
+    return os.path.abspath(split_file) if split_file else find_split_file(src)
+
+
+def _image_splits(kind, src, attributes, seed, validation_fraction, missing_policy, skipped, split_file=None):
+    """``(splits, table, rule, method)``: items per split, the attribute table, and how the split was made."""
     paths = find_images(src)
     indices, numbered = (ffhq_indices(paths), True) if kind == "ffhq" else _folder_indices(paths)
     table = read_attributes(attributes) if attributes else None
@@ -102,8 +144,12 @@ def _image_splits(kind, src, attributes, seed, validation_fraction, missing_poli
             raise DataError(f"{table.path}: no row matches any image in {src}; is this the table for these images?")
     items = [Item(index, path, None, row) for index, path, row in zip(indices, paths, rows)]
     has_ffhq_validation = kind == "ffhq" and any(item.index >= FFHQ_VALIDATION_START for item in items)
-    if has_ffhq_validation:
-        rule = f"FFHQ's own split: index >= {FFHQ_VALIDATION_START} -> validation"
+    split_file = _resolve_split_file(kind, src, split_file)
+    if split_file is not None:
+        rule, method = f"split file {split_file}: 0 -> train, 1 -> validation, 2 -> test", "split_file"
+        splits = _by_split_file(items, split_file)
+    elif has_ffhq_validation:
+        rule, method = f"FFHQ's own split: index >= {FFHQ_VALIDATION_START} -> validation", "ffhq_index_range"
         splits = {
             "train": [item for item in items if item.index < FFHQ_VALIDATION_START],
             "validation": [item for item in items if item.index >= FFHQ_VALIDATION_START],
@@ -112,16 +158,9 @@ def _image_splits(kind, src, attributes, seed, validation_fraction, missing_poli
         rule = f"validation = the {validation_fraction:g} of files ranked first by sha256('<seed>:<relative path>')"
         if kind == "ffhq":  # a subset of FFHQ's training images: an empty validation split would help nobody
             rule += f" (the source has no FFHQ validation images, indices {FFHQ_VALIDATION_START}-69999)"
-        rank = sorted(
-            range(len(items)),
-            key=lambda i: hashlib.sha256(f"{seed}:{os.path.relpath(items[i].pixels, src)}".encode()).digest(),
-        )
-        chosen = set(rank[: int(round(len(items) * validation_fraction))])
-        splits = {
-            "train": [item for i, item in enumerate(items) if i not in chosen],
-            "validation": [item for i, item in enumerate(items) if i in chosen],
-        }
-    return splits, table, rule
+        method = "seeded_fraction"
+        splits = _seeded_fraction(items, src, seed, validation_fraction)
+    return splits, table, rule, method
 
 
 def _array_items(images: np.ndarray, labels: np.ndarray | None, scale: int) -> list[Item]:
@@ -176,7 +215,7 @@ def _clear(out: str) -> None:
 def _default_command(kind, src, out, size, attributes, shards, seed, options: dict, defaults: dict) -> str:
     """The shell command that recreates these shards (options equal to their defaults are left out)."""
     words = ["python", "-m", "data_prep", kind.replace("_", "-"), "--src", src, "--out", out]
-    words += ["--size", str(size)] if kind in ("ffhq", "folder") else []
+    words += ["--size", str(size)] if source(kind).resizable else []
     words += ["--attributes", attributes] if attributes else []
     words += ["--shards", str(shards)] if shards else []
     for name, value in options.items():
@@ -201,6 +240,7 @@ def prepare_dataset(
     channels: int = 3,
     resample: str = "lanczos",
     missing_attributes: str = "error",
+    split_file: str | None = None,
     overwrite: bool = False,
     command: str | None = None,
 ) -> dict:
@@ -216,20 +256,24 @@ def prepare_dataset(
     ``missing_attributes="skip"``. ``shards``: files for the train split (others in proportion;
     default ~64 MiB each). ``workers``: decoding processes (default: CPU count). ``encoding``:
     ``raw`` uint8 or ``png``; ``auto`` = raw up to 256 px. ``channels``: 3 (RGB) or 1 (luma).
-    ``resample``: ``lanczos`` or ``area``. ``command``: recorded in the manifest (default: the
+    ``resample``: ``lanczos`` or ``area``. ``split_file`` (folder only): a split file to use
+    (default: ``list_eval_partition.txt`` found in ``src`` or its parent; ``"none"``: never).
+    ``command``: recorded in the manifest (default: the
     equivalent ``python -m data_prep`` command). Returns the manifest (see ``data_prep.manifest``).
     """
-    kind = _check_arguments(kind, size, validation_fraction, encoding, missing_attributes, shards)
+    kind, size = _check_arguments(kind, size, validation_fraction, encoding, missing_attributes, shards)
     options = {"encoding": encoding, "resample": resample, "missing_attributes": missing_attributes}
-    options.update({"validation_fraction": validation_fraction, "channels": channels} if kind == "folder" else {})
-    options = options if kind in ("ffhq", "folder") else {}
+    if kind == "folder":
+        options.update(validation_fraction=validation_fraction, channels=channels, split_file=split_file)
+    options = options if source(kind).resizable else {}
     defaults = {"encoding": "auto", "resample": "lanczos", "missing_attributes": "error", "validation_fraction": 0.1,
-                "channels": 3}
+                "channels": 3, "split_file": None}
     skipped: list[dict] = []
     table, label_names, pixel_values, decoding = None, None, "0-255", None
-    if kind in ("ffhq", "folder"):
+    if source(kind).resizable:
         src = os.path.abspath(src)
-        splits, table, rule = _image_splits(kind, src, attributes, seed, validation_fraction, missing_attributes, skipped)
+        splits, table, rule, method = _image_splits(kind, src, attributes, seed, validation_fraction,
+                                                    missing_attributes, skipped, split_file)
         encoding = ("raw" if size <= _RAW_UP_TO else "png") if encoding == "auto" else encoding
         shape = [size, size, channels]
         decoding = FileDecoding(size, channels, resample, encoding)
@@ -244,6 +288,7 @@ def prepare_dataset(
         else:
             splits = {split: _array_items(x, None, 255) for split, x in read_binarized_mnist(src).items()}
             pixel_values, rule = "binary", "the files' own train/validation/test split"
+        method = "source_files"
     image_bytes = float(np.prod(shape)) * (1.0 if encoding == "raw" else 0.5)
     plans = _plan(splits, image_bytes, shards, seed)
     settings = {"kind": kind, "shape": shape, "encoding": encoding, "resample": resample, "seed": seed,
@@ -285,6 +330,7 @@ def prepare_dataset(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seed": seed,
         "split_rule": rule,
+        "split_method": method,
         "resample": resample if decoding else None,
         "shards": [{"file": r.file, "split": r.split, "count": r.count, "bytes": r.bytes, "sha256": r.sha256}
                    for r in results],

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from data_prep import synthetic
 from data_prep.errors import DataError
+from data_prep.sources import source
 
 __all__ = ["register", "run", "write_faces"]
 
@@ -29,9 +30,10 @@ CHUNK = 1000
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``synthetic`` sub-command to the data_prep command line."""
+    entry = source("synthetic")
     parser = subparsers.add_parser(
-        "synthetic",
-        help="write the built-in procedural faces (PNG files and attributes.csv)",
+        entry.command,
+        help=entry.help,
         description=("Generate cartoon faces with known attributes (smiling, glasses, long hair, hair "
                      "colour, skin tone, face width, background, shirt colour, position and scale) "
                      "and write them as DIR/images/NNNNNN.png plus DIR/attributes.csv. Face i depends "
@@ -41,9 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="output folder; created if missing, existing files of the same names are replaced")
     parser.add_argument("--count", required=True, type=int, metavar="N",
                         help="number of faces to write, a positive integer")
-    parser.add_argument("--size", type=int, default=64, metavar="S",
+    parser.add_argument("--size", type=int, default=entry.default_size, metavar="S",
                         help=f"image width and height in pixels, {synthetic.MIN_SIZE} to "
-                             f"{synthetic.MAX_SIZE} (default: 64)")
+                             f"{synthetic.MAX_SIZE} (default: {entry.default_size})")
     parser.add_argument("--seed", type=int, default=0,
                         help="non-negative integer selecting the sequence of faces (default: 0)")
     parser.add_argument("--channels", type=int, default=3, metavar="C",
