@@ -8,7 +8,10 @@ A shard directory holds ``<split>-NNNNN-of-MMMMM.tfrecord`` files and ``manifest
 * ``label_names``/``num_classes`` where there are labels; ``attribute_names`` (maybe empty) and
   ``attribute_descriptions``;
 * ``source`` (kind, path, attribute file), ``command`` (how to recreate it), ``seed``,
-  ``split_rule``;
+  ``split_rule`` (in words) and ``split_method``, the rule that made the split: ``ffhq_index_range``
+  (FFHQ's 60000-69999), ``validation_indices`` (``--validation-indices``, also recorded as
+  ``validation_indices``), ``split_file`` (e.g. CelebA's ``list_eval_partition.txt``),
+  ``seeded_fraction`` (``--validation-fraction`` of the files) or ``source_files`` (MNIST);
 * ``shards``: ``[{file, split, count, bytes, sha256}]``; ``skipped``/``notes``: the report.
 
 The manifest is written only once every shard is complete, so its presence means "ready".

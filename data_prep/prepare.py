@@ -4,8 +4,9 @@ Plan, then write: the sources are listed and validated, split, shuffled within e
 ``seed`` and cut into shards; ``data_prep.writer`` then writes whatever is not already written.
 Splits:
 
-* ``ffhq``: FFHQ's own split, index >= 60000 -> ``validation``, the rest ``train``; a subset
-  holding no index >= 60000 falls back to the seeded fraction below (said in ``split_rule``);
+* ``ffhq``: ``validation_indices`` when given (``"1000-1100"``, ``"5,7,60000-60009"``); else FFHQ's
+  own split, index >= 60000 -> ``validation``, the rest ``train``; a subset holding no index >=
+  60000 falls back to the seeded fraction below (said in ``split_rule``);
 * ``folder``: a split file when there is one (``split_file``; by default CelebA's
   ``list_eval_partition.txt`` in ``src`` or in its parent folder: ``NAME 0|1|2`` = train /
   validation / test, see ``data_prep.split_files``); otherwise a seeded ``validation_fraction``
@@ -29,10 +30,10 @@ from data_prep import manifest as manifest_lib
 from data_prep import storage
 from data_prep.attributes import read_attributes
 from data_prep.errors import DataError
-from data_prep.image_folder import FFHQ_VALIDATION_START, ffhq_indices, find_images
+from data_prep.image_folder import FFHQ_SIZE, FFHQ_VALIDATION_START, ffhq_indices, find_images
 from data_prep.mnist import read_binarized_mnist, read_mnist
 from data_prep.sources import PREPARED, source
-from data_prep.split_files import find_split_file, read_split_file
+from data_prep.split_files import find_split_file, parse_indices, read_split_file
 from data_prep.writer import STATE_NAME, FileDecoding, Item, ShardPlan, write_shards
 
 __all__ = ["KINDS", "prepare_dataset", "report_lines"]
@@ -130,7 +131,22 @@ def _resolve_split_file(kind: str, src: str, split_file: str | None) -> str | No
     return os.path.abspath(split_file) if split_file else find_split_file(src)
 
 
-def _image_splits(kind, src, attributes, seed, validation_fraction, missing_policy, skipped, split_file=None):
+def _by_indices(items, spec: str) -> tuple[dict[str, list[Item]], str]:
+    wanted = parse_indices(spec, limit=FFHQ_SIZE)
+    present = {item.index for item in items} & wanted
+    if not present:
+        raise DataError(f"--validation-indices {spec}: no image has one of these indices; check the range against --src")
+    rule = (f"validation = FFHQ indices {spec} (--validation-indices): {len(present):,} of the {len(wanted):,} "
+            "indices asked are present")
+    splits = {
+        "train": [item for item in items if item.index not in present],
+        "validation": [item for item in items if item.index in present],
+    }
+    return splits, rule
+
+
+def _image_splits(kind, src, attributes, seed, validation_fraction, missing_policy, skipped, split_file=None,
+                  validation_indices=None):
     """``(splits, table, rule, method)``: items per split, the attribute table, and how the split was made."""
     paths = find_images(src)
     indices, numbered = (ffhq_indices(paths), True) if kind == "ffhq" else _folder_indices(paths)
@@ -145,7 +161,9 @@ def _image_splits(kind, src, attributes, seed, validation_fraction, missing_poli
     items = [Item(index, path, None, row) for index, path, row in zip(indices, paths, rows)]
     has_ffhq_validation = kind == "ffhq" and any(item.index >= FFHQ_VALIDATION_START for item in items)
     split_file = _resolve_split_file(kind, src, split_file)
-    if split_file is not None:
+    if validation_indices is not None:
+        (splits, rule), method = _by_indices(items, validation_indices), "validation_indices"
+    elif split_file is not None:
         rule, method = f"split file {split_file}: 0 -> train, 1 -> validation, 2 -> test", "split_file"
         splits = _by_split_file(items, split_file)
     elif has_ffhq_validation:
@@ -241,6 +259,7 @@ def prepare_dataset(
     resample: str = "lanczos",
     missing_attributes: str = "error",
     split_file: str | None = None,
+    validation_indices: str | None = None,
     overwrite: bool = False,
     command: str | None = None,
 ) -> dict:
@@ -258,6 +277,8 @@ def prepare_dataset(
     ``raw`` uint8 or ``png``; ``auto`` = raw up to 256 px. ``channels``: 3 (RGB) or 1 (luma).
     ``resample``: ``lanczos`` or ``area``. ``split_file`` (folder only): a split file to use
     (default: ``list_eval_partition.txt`` found in ``src`` or its parent; ``"none"``: never).
+    ``validation_indices`` (ffhq only): the held-out FFHQ indices, e.g. ``"1000-1100"`` or
+    ``"5,7,60000-60009"`` (default: FFHQ's own range, or a seeded fraction for a training subset).
     ``command``: recorded in the manifest (default: the
     equivalent ``python -m data_prep`` command). Returns the manifest (see ``data_prep.manifest``).
     """
@@ -265,15 +286,19 @@ def prepare_dataset(
     options = {"encoding": encoding, "resample": resample, "missing_attributes": missing_attributes}
     if kind == "folder":
         options.update(validation_fraction=validation_fraction, channels=channels, split_file=split_file)
+    if validation_indices is not None and kind != "ffhq":
+        raise DataError(f"--validation-indices applies to ffhq (FFHQ indices), not to {kind}")
+    if kind == "ffhq":
+        options.update(validation_indices=validation_indices)
     options = options if source(kind).resizable else {}
     defaults = {"encoding": "auto", "resample": "lanczos", "missing_attributes": "error", "validation_fraction": 0.1,
-                "channels": 3, "split_file": None}
+                "channels": 3, "split_file": None, "validation_indices": None}
     skipped: list[dict] = []
     table, label_names, pixel_values, decoding = None, None, "0-255", None
     if source(kind).resizable:
         src = os.path.abspath(src)
         splits, table, rule, method = _image_splits(kind, src, attributes, seed, validation_fraction,
-                                                    missing_attributes, skipped, split_file)
+                                                    missing_attributes, skipped, split_file, validation_indices)
         encoding = ("raw" if size <= _RAW_UP_TO else "png") if encoding == "auto" else encoding
         shape = [size, size, channels]
         decoding = FileDecoding(size, channels, resample, encoding)
@@ -341,6 +366,8 @@ def prepare_dataset(
     }
     if label_names:
         manifest.update(label_names=label_names, num_classes=len(label_names))
+    if validation_indices is not None:
+        manifest["validation_indices"] = validation_indices
     manifest_lib.write_manifest(out, manifest)
     state = storage.join(out, STATE_NAME)
     if storage.exists(state):

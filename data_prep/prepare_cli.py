@@ -1,7 +1,7 @@
 """Commands that turn source data into shards, one per prepared source of ``data_prep.sources``.
 
     python -m data_prep ffhq --src ~/ffhq/thumbnails128x128 --out data/ffhq128 --size 128 \
-        [--attributes ffhq_features.csv] [--shards N] [--workers N]
+        [--attributes ffhq_features.csv] [--validation-indices 1000-1100] [--shards N] [--workers N]
     python -m data_prep folder --src ~/celeba/img_align_celeba --out data/celeba64 --size 64 \
         [--attributes list_attr_celeba.txt] [--split-file list_eval_partition.txt]
     python -m data_prep mnist --src ~/mnist --out data/mnist
@@ -51,10 +51,16 @@ def _folder(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--channels", type=int, choices=(1, 3), default=3, help="3 = RGB, 1 = grayscale")
 
 
+def _ffhq(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--validation-indices", default=None, metavar="LIST",
+                        help="held-out FFHQ indices, ranges and commas, e.g. 1000-1100 or 5,7,60000-60999 "
+                             "(default: FFHQ's own 60000-69999; a seeded 10%% when no image is in that range)")
+
+
 # Options only some sources take (the rest come from the registry entry).
-_EXTRA_OPTIONS = {"folder": _folder}
+_EXTRA_OPTIONS = {"ffhq": _ffhq, "folder": _folder}
 _OPTION_NAMES = ("size", "attributes", "workers", "encoding", "resample", "missing_attributes",
-                 "validation_fraction", "channels", "split_file")
+                 "validation_fraction", "channels", "split_file", "validation_indices")
 
 
 def _run(kind: str):

@@ -252,3 +252,34 @@ def test_argument_errors(tmp_path):
         prepare_dataset("mnist", str(tmp_path), str(tmp_path / "out"), size=64)
     with pytest.raises(ValueError, match=r"Unknown kind 'cifar'; expected one of \['ffhq'"):
         prepare_dataset("cifar", str(tmp_path), str(tmp_path / "out"))
+
+
+def test_ffhq_validation_indices_name_the_held_out_faces(tmp_path):
+    indices = [*range(0, 12), 60001]
+    write_images(tmp_path / "src", random_images(len(indices), 32), names=[f"{i:05d}" for i in indices])
+    out = str(tmp_path / "out")
+    manifest = prepare_dataset("ffhq", str(tmp_path / "src"), out, size=32, validation_indices="3-5,9,60001,20-30",
+                               progress=False)
+    assert manifest["splits"] == {"train": 8, "validation": 5}
+    assert manifest["split_method"] == "validation_indices" and manifest["validation_indices"] == "3-5,9,60001,20-30"
+    assert "5 of the 16 indices asked are present" in manifest["split_rule"]
+    assert "--validation-indices 3-5,9,60001,20-30" in manifest["command"]
+    assert sorted(read_examples(out, "validation")["index"].tolist()) == [3, 4, 5, 9, 60001]
+    default = prepare_dataset("ffhq", str(tmp_path / "src"), str(tmp_path / "default"), size=32, progress=False)
+    assert default["split_method"] == "ffhq_index_range" and default["splits"] == {"train": 12, "validation": 1}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("10-5", r"--validation-indices '10-5': range '10-5' ends before it starts; write it as 5-10"),
+    ("1000-x", r"--validation-indices '1000-x': '1000-x' is not an index or a range A-B"),
+    ("69990-70000", r"index 70000 is beyond the last one, 69999"),
+    ("500-600", r"--validation-indices 500-600: no image has one of these indices"),
+])
+def test_ffhq_validation_indices_errors(tmp_path, spec, message):
+    write_images(tmp_path / "src", random_images(3, 32))
+    with pytest.raises(DataError, match=message):
+        prepare_dataset("ffhq", str(tmp_path / "src"), str(tmp_path / "out"), size=32, validation_indices=spec,
+                        progress=False)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(DataError, match="--validation-indices applies to ffhq"):
+        prepare_dataset("folder", str(tmp_path / "src"), str(tmp_path / "out"), size=32, validation_indices="1")
