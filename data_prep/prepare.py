@@ -34,7 +34,8 @@ from data_prep.image_folder import FFHQ_SIZE, FFHQ_VALIDATION_START, ffhq_indice
 from data_prep.mnist import read_binarized_mnist, read_mnist
 from data_prep.sources import PREPARED, source
 from data_prep.split_files import find_split_file, parse_indices, read_split_file
-from data_prep.writer import STATE_NAME, FileDecoding, Item, ShardPlan, write_shards
+from data_prep.locking import DirectoryLock, check_output_dir
+from data_prep.writer import STATE_NAME, FileDecoding, Item, ShardPlan, owned_names, write_shards
 
 __all__ = ["KINDS", "prepare_dataset", "report_lines"]
 
@@ -223,11 +224,25 @@ def _fingerprint(settings: dict, plans: list[ShardPlan]) -> str:
 
 
 def _clear(out: str) -> None:
-    """Remove this module's own outputs from ``out`` (never any other file)."""
-    for name in storage.listdir(out):
-        ours = name in (manifest_lib.MANIFEST_NAME, STATE_NAME) or ".tfrecord" in name and "-of-" in name
-        if ours:
-            storage.remove(storage.join(out, name))
+    """Remove what data_prep wrote into ``out``, never any other file: the manifest and the shards it
+    lists, and the shards an unfinished preparation planned (its in-progress marker lists them), with
+    their ``.tmp`` files. A ``manifest.json`` that is not data_prep's stops with DataError."""
+    if not storage.exists(out):
+        return
+    names = set(owned_names(out))
+    if storage.exists(storage.join(out, manifest_lib.MANIFEST_NAME)):
+        try:
+            existing = manifest_lib.read_manifest(out)
+        except DataError:
+            path = storage.join(out, manifest_lib.MANIFEST_NAME)
+            raise DataError(f"{path}: not a data_prep manifest this version can read, so --overwrite leaves it and "
+                            "the files it may list alone; move it away or choose another --out") from None
+        names.update(shard["file"] for shard in existing["shards"])
+        names.add(manifest_lib.MANIFEST_NAME)
+    for name in sorted(names):
+        for path in (storage.join(out, name), storage.join(out, name) + ".tmp"):
+            if storage.exists(path):
+                storage.remove(path)
 
 
 def _default_command(kind, src, out, size, attributes, shards, seed, options: dict, defaults: dict) -> str:
@@ -283,6 +298,7 @@ def prepare_dataset(
     equivalent ``python -m data_prep`` command). Returns the manifest (see ``data_prep.manifest``).
     """
     kind, size = _check_arguments(kind, size, validation_fraction, encoding, missing_attributes, shards)
+    check_output_dir(out, "--out")
     options = {"encoding": encoding, "resample": resample, "missing_attributes": missing_attributes}
     if kind == "folder":
         options.update(validation_fraction=validation_fraction, channels=channels, split_file=split_file)
@@ -319,60 +335,61 @@ def prepare_dataset(
     settings = {"kind": kind, "shape": shape, "encoding": encoding, "resample": resample, "seed": seed,
                 "rule": rule, "attributes": table.names if table else None}
     fingerprint = _fingerprint(settings, plans)
-    if storage.exists(out) and overwrite:
-        _clear(out)
-    if storage.exists(storage.join(out, manifest_lib.MANIFEST_NAME)):
-        existing = manifest_lib.read_manifest(out)
-        if existing.get("fingerprint") == fingerprint:
-            return existing
-        raise DataError(f"{out}: already holds shards prepared from other data or settings; pass --overwrite or "
-                        "choose another --out")
-    started = time.perf_counter()
-    results = write_shards(out, plans, image_shape=shape, fingerprint=fingerprint, decoding=decoding,
-                           workers=workers, progress=progress)
-    skipped += [entry for result in results for entry in result.skipped]
-    written = sum(result.count for result in results)
-    if written == 0:
-        _clear(out)
-        first = skipped[0]["reason"] if skipped else "no images"
-        raise DataError(f"{src}: no usable image among {len(skipped)} file(s); first: {first}")
-    notes: dict[str, int] = {}
-    for result in results:
-        for note, count in result.notes.items():
-            notes[note] = notes.get(note, 0) + count
-    manifest = {
-        "format": manifest_lib.FORMAT,
-        "version": manifest_lib.VERSION,
-        "splits": {split: sum(r.count for r in results if r.split == split) for split in splits},
-        "image_shape": shape,
-        "encoding": encoding,
-        "pixel_values": pixel_values,
-        "attribute_names": table.names if table else [],
-        "attribute_descriptions": table.descriptions if table else {},
-        "source": {"kind": kind, "path": src, "attributes": table.path if table else None,
-                   "attribute_format": table.source if table else None},
-        "command": command or _default_command(kind, src, out, size, attributes, shards, seed, options, defaults),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "seed": seed,
-        "split_rule": rule,
-        "split_method": method,
-        "resample": resample if decoding else None,
-        "shards": [{"file": r.file, "split": r.split, "count": r.count, "bytes": r.bytes, "sha256": r.sha256}
-                   for r in results],
-        "skipped": {"count": len(skipped), "files": skipped[:_MAX_LISTED_SKIPS]},
-        "notes": notes,
-        "seconds": round(time.perf_counter() - started, 2),
-        "fingerprint": fingerprint,
-    }
-    if label_names:
-        manifest.update(label_names=label_names, num_classes=len(label_names))
-    if validation_indices is not None:
-        manifest["validation_indices"] = validation_indices
-    manifest_lib.write_manifest(out, manifest)
-    state = storage.join(out, STATE_NAME)
-    if storage.exists(state):
-        storage.remove(state)
-    return manifest
+    with DirectoryLock(out, flag="--out"):  # one writer per --out; see data_prep.locking
+        if overwrite:
+            _clear(out)
+        if storage.exists(storage.join(out, manifest_lib.MANIFEST_NAME)):
+            existing = manifest_lib.read_manifest(out)
+            if existing.get("fingerprint") == fingerprint:
+                return existing
+            raise DataError(f"{out}: already holds shards prepared from other data or settings; pass --overwrite or "
+                            "choose another --out")
+        started = time.perf_counter()
+        results = write_shards(out, plans, image_shape=shape, fingerprint=fingerprint, decoding=decoding,
+                               workers=workers, progress=progress, replace_foreign=overwrite)
+        skipped += [entry for result in results for entry in result.skipped]
+        written = sum(result.count for result in results)
+        if written == 0:
+            _clear(out)  # only what this job planned (its in-progress marker lists it): there is no manifest yet
+            first = skipped[0]["reason"] if skipped else "no images"
+            raise DataError(f"{src}: no usable image among {len(skipped)} file(s); first: {first}")
+        notes: dict[str, int] = {}
+        for result in results:
+            for note, count in result.notes.items():
+                notes[note] = notes.get(note, 0) + count
+        manifest = {
+            "format": manifest_lib.FORMAT,
+            "version": manifest_lib.VERSION,
+            "splits": {split: sum(r.count for r in results if r.split == split) for split in splits},
+            "image_shape": shape,
+            "encoding": encoding,
+            "pixel_values": pixel_values,
+            "attribute_names": table.names if table else [],
+            "attribute_descriptions": table.descriptions if table else {},
+            "source": {"kind": kind, "path": src, "attributes": table.path if table else None,
+                       "attribute_format": table.source if table else None},
+            "command": command or _default_command(kind, src, out, size, attributes, shards, seed, options, defaults),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "seed": seed,
+            "split_rule": rule,
+            "split_method": method,
+            "resample": resample if decoding else None,
+            "shards": [{"file": r.file, "split": r.split, "count": r.count, "bytes": r.bytes, "sha256": r.sha256}
+                       for r in results],
+            "skipped": {"count": len(skipped), "files": skipped[:_MAX_LISTED_SKIPS]},
+            "notes": notes,
+            "seconds": round(time.perf_counter() - started, 2),
+            "fingerprint": fingerprint,
+        }
+        if label_names:
+            manifest.update(label_names=label_names, num_classes=len(label_names))
+        if validation_indices is not None:
+            manifest["validation_indices"] = validation_indices
+        manifest_lib.write_manifest(out, manifest)
+        state = storage.join(out, STATE_NAME)
+        if storage.exists(state):
+            storage.remove(state)
+        return manifest
 
 
 def report_lines(manifest: dict) -> list[str]:
