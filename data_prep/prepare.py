@@ -400,6 +400,10 @@ def report_lines(manifest: dict) -> list[str]:
     lines = [f"wrote {total:,} images ({splits}) of {shape} in {len(manifest['shards'])} shards"]
     if manifest.get("notes"):
         lines.append("converted: " + ", ".join(f"{note} {count:,}" for note, count in sorted(manifest["notes"].items())))
+    grey = manifest.get("notes", {}).get("grey to RGB", 0)
+    if grey and manifest["source"]["kind"] == "folder":
+        share = "every source image is" if grey == total else f"{grey:,} of {total:,} source images are"
+        lines.append(f"  {share} grey, stored as 3 equal channels; pass --channels 1 to keep one channel")
     skipped = manifest["skipped"]
     lines.append(f"skipped {skipped['count']:,} file(s)" + (":" if skipped["count"] else ""))
     lines += [f"  {entry['reason']}" for entry in skipped["files"]]

@@ -137,7 +137,7 @@ def test_bad_files_among_good_ones_are_skipped_and_reported(tmp_path):
     assert sorted(reasons) == ["cut.png", "notes.png", "zero.png"]
     for name, reason in reasons.items():
         assert reason.startswith(str(tmp_path / "src" / name)) and "\n" not in reason
-    assert manifest["notes"] == {"CMYK": 1, "16-bit": 1}
+    assert manifest["notes"] == {"CMYK": 1, "16-bit": 1, "grey to RGB": 1}  # deep.png is 16-bit grey
     report = "\n".join(report_lines(manifest))
     assert "wrote 14 images" in report and "skipped 3 file(s)" in report and "zero.png: empty file" in report
     deep = read_examples(str(tmp_path / "out"), "train")
@@ -237,7 +237,7 @@ def test_grayscale_folder_keeps_luma(tmp_path):
     write_images(tmp_path / "src", images)
     manifest = prepare_dataset("folder", str(tmp_path / "src"), str(tmp_path / "out"), size=32, channels=1,
                                validation_fraction=0.0, progress=False)
-    assert manifest["image_shape"] == [32, 32, 1]
+    assert manifest["image_shape"] == [32, 32, 1] and manifest["notes"] == {"colour to grey": 4}
     read = _by_index(read_examples(str(tmp_path / "out"), "train"))
     luma = np.stack([np.asarray(Image.fromarray(image).convert("L")) for image in images])
     np.testing.assert_array_equal(read["image"][..., 0], luma)
@@ -283,3 +283,24 @@ def test_ffhq_validation_indices_errors(tmp_path, spec, message):
     assert not (tmp_path / "out").exists()
     with pytest.raises(DataError, match="--validation-indices applies to ffhq"):
         prepare_dataset("folder", str(tmp_path / "src"), str(tmp_path / "out"), size=32, validation_indices="1")
+
+
+def test_grey_sources_say_what_was_done_and_can_keep_one_channel(tmp_path, capsys):
+    from data_prep import cli
+
+    grey = random_images(5, 32, channels=1)
+    write_images(tmp_path / "src", grey)
+    args = ["folder", "--src", str(tmp_path / "src"), "--size", "32", "--validation-fraction", "0", "--quiet"]
+    assert cli.main([*args, "--out", str(tmp_path / "rgb")]) == 0
+    output = capsys.readouterr().out
+    assert "converted: grey to RGB 5" in output
+    assert "every source image is grey, stored as 3 equal channels; pass --channels 1 to keep one channel" in output
+    assert read_manifest(str(tmp_path / "rgb"))["notes"] == {"grey to RGB": 5}
+    rgb = _by_index(read_examples(str(tmp_path / "rgb"), "train"))["image"]
+    np.testing.assert_array_equal(rgb, np.repeat(grey, 3, axis=-1))
+    assert cli.main([*args, "--out", str(tmp_path / "grey"), "--channels", "1"]) == 0
+    output = capsys.readouterr().out
+    assert "wrote 5 images (train 5, validation 0) of 32x32x1" in output and "converted" not in output
+    manifest = read_manifest(str(tmp_path / "grey"))
+    assert manifest["image_shape"] == [32, 32, 1] and manifest["notes"] == {} and "--channels 1" in manifest["command"]
+    np.testing.assert_array_equal(_by_index(read_examples(str(tmp_path / "grey"), "train"))["image"], grey)
