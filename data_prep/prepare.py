@@ -385,6 +385,8 @@ def prepare_dataset(
             manifest.update(label_names=label_names, num_classes=len(label_names))
         if validation_indices is not None:
             manifest["validation_indices"] = validation_indices
+        if table is not None and table.warnings:
+            manifest["warnings"] = list(table.warnings)
         manifest_lib.write_manifest(out, manifest)
         state = storage.join(out, STATE_NAME)
         if storage.exists(state):
@@ -404,6 +406,7 @@ def report_lines(manifest: dict) -> list[str]:
     if grey and manifest["source"]["kind"] == "folder":
         share = "every source image is" if grey == total else f"{grey:,} of {total:,} source images are"
         lines.append(f"  {share} grey, stored as 3 equal channels; pass --channels 1 to keep one channel")
+    lines += [f"warning: {warning}" for warning in manifest.get("warnings", [])]
     skipped = manifest["skipped"]
     lines.append(f"skipped {skipped['count']:,} file(s)" + (":" if skipped["count"] else ""))
     lines += [f"  {entry['reason']}" for entry in skipped["files"]]
