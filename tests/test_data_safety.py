@@ -212,3 +212,23 @@ def test_out_read_only_is_one_line(tmp_path, main, capsys):
     assert main(["folder", "--src", str(tmp_path / "src"), "--out", out, "--size", "32"]) == 2
     error = capsys.readouterr().err
     assert error == f"error: --out {out}: not writable ({folder} is not writable); choose a folder you can write to\n"
+
+
+def test_synthetic_replaces_files_only_in_a_folder_it_wrote(tmp_path, capsys):
+    out = tmp_path / "pictures"
+    (out / "images").mkdir(parents=True)
+    (out / "attributes.csv").write_text("my own table")
+    (out / "images" / "000001.png").write_bytes(b"my photo")
+    args = ["synthetic", "--out", str(out), "--count", "3", "--size", "32"]
+    assert cli.main(args) == 2
+    error = capsys.readouterr().err
+    assert error == (f"error: {out / 'attributes.csv'} and 1 more of the planned files already exist and were not "
+                     "written by `python -m data_prep synthetic`; choose another --out, or pass --overwrite to replace "
+                     "them\n")
+    assert (out / "attributes.csv").read_text() == "my own table" and (out / "images" / "000001.png").read_bytes() == b"my photo"
+    assert cli.main([*args, "--overwrite"]) == 0
+    assert (out / "attributes.csv").read_text().startswith("index,")
+    assert cli.main(args) == 0  # a folder it wrote: the same command runs again without --overwrite
+    fresh = tmp_path / "fresh"
+    assert cli.main(["synthetic", "--out", str(fresh), "--count", "2", "--size", "32"]) == 0
+    assert sorted(os.listdir(fresh)) == [".data_prep-synthetic.json", "attributes.csv", "images"]
