@@ -49,6 +49,16 @@ def pid_running(pid: int) -> bool:
     return True
 
 
+def _command_line() -> str:
+    """How this process was started, e.g. ``python -m data_prep ffhq --src ...``."""
+    first = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    if os.path.basename(first) == "__main__.py":
+        first = f"python -m {os.path.basename(os.path.dirname(os.path.abspath(first)))}"
+    else:
+        first = os.path.basename(first)
+    return " ".join([first, *sys.argv[1:]])
+
+
 def _describe(holder: dict) -> str:
     command = holder.get("command") or "?"
     if len(command) > 120:
@@ -172,7 +182,7 @@ class DirectoryLock:
             "pid": os.getpid(),
             "host": here,
             "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "command": " ".join([os.path.basename(sys.argv[0] or "python"), *sys.argv[1:]]),
+            "command": _command_line(),
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(mine) + "\n").encode("utf-8"), 0)

@@ -284,6 +284,10 @@ def prepare_dataset(
     ``folder``. Idempotent: a finished ``out`` with the same plan is returned as is, an
     interrupted one is completed, one prepared differently raises DataError unless
     ``overwrite``. Unreadable images are skipped and listed in the manifest's ``skipped``.
+    Only files that the manifest or this job's in-progress marker list are ever replaced or
+    deleted (a file of the user's named like a planned shard needs ``overwrite``), and ``out``
+    is locked while shards are written (``data_prep.locking``: a second writer gets
+    ``OutputLockedError`` naming the holder).
 
     ``attributes``: FFHQ features CSV, CelebA ``list_attr_celeba.txt`` or a CSV (see
     ``data_prep.attributes``); images without a row stop the run unless
