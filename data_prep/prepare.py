@@ -306,6 +306,8 @@ def prepare_dataset(
     options = {"encoding": encoding, "resample": resample, "missing_attributes": missing_attributes}
     if kind == "folder":
         options.update(validation_fraction=validation_fraction, channels=channels, split_file=split_file)
+    if split_file is not None and kind != "folder":
+        raise DataError(f"--split-file applies to folder (files named in the split file), not to {kind}")
     if validation_indices is not None and kind != "ffhq":
         raise DataError(f"--validation-indices applies to ffhq (FFHQ indices), not to {kind}")
     if kind == "ffhq":

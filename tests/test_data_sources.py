@@ -114,6 +114,8 @@ def test_split_file_errors_name_the_file_the_line_and_the_fix(tmp_path):
         prepare_dataset("folder", src, str(tmp_path / "out"), size=32, split_file=str(tmp_path / "absent.txt"),
                         progress=False)
     assert not (tmp_path / "out").exists()
+    with pytest.raises(DataError, match="--split-file applies to folder"):
+        prepare_dataset("ffhq", src, str(tmp_path / "out"), size=32, split_file=str(parts), progress=False)
 
 
 def test_split_file_images_round_trip_with_their_pixels(tmp_path):
