@@ -31,10 +31,10 @@ from data_prep import storage
 from data_prep.attributes import read_attributes
 from data_prep.errors import DataError
 from data_prep.image_folder import FFHQ_SIZE, FFHQ_VALIDATION_START, ffhq_indices, find_images
+from data_prep.locking import DirectoryLock, check_output_dir
 from data_prep.mnist import read_binarized_mnist, read_mnist
 from data_prep.sources import PREPARED, source
-from data_prep.split_files import find_split_file, parse_indices, read_split_file
-from data_prep.locking import DirectoryLock, check_output_dir
+from data_prep.split_files import find_split_file, split_by_file, split_by_fraction, split_by_indices
 from data_prep.writer import STATE_NAME, FileDecoding, Item, ShardPlan, owned_names, write_shards
 
 __all__ = ["KINDS", "prepare_dataset", "report_lines"]
@@ -98,52 +98,11 @@ def _join_attributes(table, paths, indices, missing_policy, skipped) -> tuple[li
     return kept_paths, kept_indices, values
 
 
-def _seeded_fraction(items, src, seed, validation_fraction) -> dict[str, list[Item]]:
-    rank = sorted(
-        range(len(items)),
-        key=lambda i: hashlib.sha256(f"{seed}:{os.path.relpath(items[i].pixels, src)}".encode()).digest(),
-    )
-    chosen = set(rank[: int(round(len(items) * validation_fraction))])
-    return {
-        "train": [item for i, item in enumerate(items) if i not in chosen],
-        "validation": [item for i, item in enumerate(items) if i in chosen],
-    }
-
-
-def _by_split_file(items, split_file) -> dict[str, list[Item]]:
-    assigned = read_split_file(split_file)
-    missing = [item.pixels for item in items if os.path.basename(item.pixels) not in assigned]
-    if missing:
-        first = ", ".join(os.path.basename(path) for path in missing[:3])
-        raise DataError(
-            f"{split_file}: no line for {len(missing):,} of {len(items):,} images (e.g. {first}); add them, "
-            "or pass --split-file none to split by --validation-fraction"
-        )
-    splits: dict[str, list[Item]] = {"train": [], "validation": [], "test": []}
-    for item in items:
-        splits[assigned[os.path.basename(item.pixels)]].append(item)
-    return splits
-
-
 def _resolve_split_file(kind: str, src: str, split_file: str | None) -> str | None:
     """The split file to use: ``split_file`` ("none" = no file), else one found beside a folder's images."""
     if split_file == "none" or kind != "folder":
         return None
     return os.path.abspath(split_file) if split_file else find_split_file(src)
-
-
-def _by_indices(items, spec: str) -> tuple[dict[str, list[Item]], str]:
-    wanted = parse_indices(spec, limit=FFHQ_SIZE)
-    present = {item.index for item in items} & wanted
-    if not present:
-        raise DataError(f"--validation-indices {spec}: no image has one of these indices; check the range against --src")
-    rule = (f"validation = FFHQ indices {spec} (--validation-indices): {len(present):,} of the {len(wanted):,} "
-            "indices asked are present")
-    splits = {
-        "train": [item for item in items if item.index not in present],
-        "validation": [item for item in items if item.index in present],
-    }
-    return splits, rule
 
 
 def _image_splits(kind, src, attributes, seed, validation_fraction, missing_policy, skipped, split_file=None,
@@ -163,10 +122,10 @@ def _image_splits(kind, src, attributes, seed, validation_fraction, missing_poli
     has_ffhq_validation = kind == "ffhq" and any(item.index >= FFHQ_VALIDATION_START for item in items)
     split_file = _resolve_split_file(kind, src, split_file)
     if validation_indices is not None:
-        (splits, rule), method = _by_indices(items, validation_indices), "validation_indices"
+        (splits, rule), method = split_by_indices(items, validation_indices, FFHQ_SIZE), "validation_indices"
     elif split_file is not None:
         rule, method = f"split file {split_file}: 0 -> train, 1 -> validation, 2 -> test", "split_file"
-        splits = _by_split_file(items, split_file)
+        splits = split_by_file(items, split_file)
     elif has_ffhq_validation:
         rule, method = f"FFHQ's own split: index >= {FFHQ_VALIDATION_START} -> validation", "ffhq_index_range"
         splits = {
@@ -178,7 +137,7 @@ def _image_splits(kind, src, attributes, seed, validation_fraction, missing_poli
         if kind == "ffhq":  # a subset of FFHQ's training images: an empty validation split would help nobody
             rule += f" (the source has no FFHQ validation images, indices {FFHQ_VALIDATION_START}-69999)"
         method = "seeded_fraction"
-        splits = _seeded_fraction(items, src, seed, validation_fraction)
+        splits = split_by_fraction(items, src, seed, validation_fraction)
     return splits, table, rule, method
 
 

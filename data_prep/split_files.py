@@ -1,4 +1,7 @@
-"""Named splits: CelebA-style split files, and index lists such as ``--validation-indices 1000-1100``.
+"""How planned images are split: CelebA-style split files, index lists such as
+``--validation-indices 1000-1100``, and the seeded fraction (``split_by_file``,
+``split_by_indices``, ``split_by_fraction``; items are ``data_prep.writer.Item``s with a file
+path in ``.pixels`` and the image index in ``.index``).
 
 A split file assigns every image to a split by file name, one image per line:
 
@@ -14,6 +17,7 @@ No TensorFlow here.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 
 from data_prep.errors import DataError
@@ -24,6 +28,9 @@ __all__ = [
     "find_split_file",
     "read_split_file",
     "parse_indices",
+    "split_by_file",
+    "split_by_fraction",
+    "split_by_indices",
 ]
 
 SPLIT_FILE_NAMES = ("list_eval_partition.txt", "list_eval_partition.csv")
@@ -86,3 +93,48 @@ def parse_indices(text: str, flag: str = "--validation-indices", limit: int | No
             raise DataError(f"{flag} {text!r}: index {stop} is beyond the last one, {limit - 1}")
         indices.update(range(start, stop + 1))
     return indices
+
+
+def split_by_fraction(items: list, src: str, seed: int, validation_fraction: float) -> dict[str, list]:
+    """The ``validation_fraction`` of ``items`` ranked first by SHA-256 of ``"<seed>:<path relative to src>"``
+    -> ``validation``, the rest ``train`` (adding files moves few others). Items have ``.pixels``, a path."""
+    rank = sorted(
+        range(len(items)),
+        key=lambda i: hashlib.sha256(f"{seed}:{os.path.relpath(items[i].pixels, src)}".encode()).digest(),
+    )
+    chosen = set(rank[: int(round(len(items) * validation_fraction))])
+    return {
+        "train": [item for i, item in enumerate(items) if i not in chosen],
+        "validation": [item for i, item in enumerate(items) if i in chosen],
+    }
+
+
+def split_by_file(items: list, split_file: str) -> dict[str, list]:
+    """``train``/``validation``/``test`` as the split file assigns each item's file name (``.pixels``)."""
+    assigned = read_split_file(split_file)
+    missing = [item.pixels for item in items if os.path.basename(item.pixels) not in assigned]
+    if missing:
+        first = ", ".join(os.path.basename(path) for path in missing[:3])
+        raise DataError(
+            f"{split_file}: no line for {len(missing):,} of {len(items):,} images (e.g. {first}); add them, "
+            "or pass --split-file none to split by --validation-fraction"
+        )
+    splits: dict[str, list] = {"train": [], "validation": [], "test": []}
+    for item in items:
+        splits[assigned[os.path.basename(item.pixels)]].append(item)
+    return splits
+
+
+def split_by_indices(items: list, spec: str, limit: int | None = None) -> tuple[dict[str, list], str]:
+    """``(splits, rule)``: items whose ``.index`` is in ``spec`` (``parse_indices``) -> ``validation``."""
+    wanted = parse_indices(spec, limit=limit)
+    present = {item.index for item in items} & wanted
+    if not present:
+        raise DataError(f"--validation-indices {spec}: no image has one of these indices; check the range against --src")
+    rule = (f"validation = FFHQ indices {spec} (--validation-indices): {len(present):,} of the {len(wanted):,} "
+            "indices asked are present")
+    splits = {
+        "train": [item for item in items if item.index not in present],
+        "validation": [item for item in items if item.index in present],
+    }
+    return splits, rule
