@@ -6,10 +6,16 @@
   have NaN for every attribute except ``face_detected = 0``.
 * CelebA's ``list_attr_celeba.txt`` (a count line, a line of 40 names, then ``file v1 ... v40``
   with values +/-1) is joined by file name; values become 0/1 and names lower case
-  (``Smiling`` -> ``smiling``).
+  (``Smiling`` -> ``smiling``). A count line that differs from the rows that follow (a cut or
+  edited table) is accepted with a warning giving both numbers (``AttributeTable.warnings``,
+  copied into the manifest's ``warnings`` and the report).
 * Any CSV whose first column is ``image_index``/``index`` (joined by FFHQ-style index) or
   ``image_id``/``filename``/``file`` (joined by file name) and whose other columns are numbers;
   columns holding only +/-1 become 0/1, blanks become NaN. Kaggle's ``list_attr_celeba.csv`` fits.
+
+Attribute names are matched case-insensitively everywhere (``Smiling`` = ``smiling``): tables
+store them in lower case, two columns whose names differ only in case are an error, and
+``find_attribute`` looks a name up in any list of names (e.g. a manifest's ``attribute_names``).
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ import numpy as np
 
 from data_prep.errors import DataError
 
-__all__ = ["AttributeTable", "FFHQ_ATTRIBUTES", "read_attributes"]
+__all__ = ["AttributeTable", "FFHQ_ATTRIBUTES", "read_attributes", "find_attribute"]
 
 _HAIR = ("black", "blond", "brown", "gray", "red")
 # name -> (definition shown in the manifest, function of one CSV row returning a float)
@@ -57,6 +63,7 @@ class AttributeTable:
     names: list[str]
     descriptions: dict[str, str]
     rows: dict  # int index or file name -> float32 array of len(names)
+    warnings: list[str] = dataclasses.field(default_factory=list)  # one line each, shown in the report
 
     def key_of(self, path: str, index: int | None) -> int | str | None:
         """The join key of an image: its index, or its file name."""
@@ -106,7 +113,28 @@ def _parse_float(path: str, line: int, text: str) -> float:
         raise DataError(f"{path}: line {line} holds {text!r} where a number is expected") from None
 
 
+def _check_names(path: str, names: list[str]) -> None:
+    seen: dict[str, int] = {}
+    for position, name in enumerate(names):
+        if not name:
+            raise DataError(f"{path}: attribute column {position + 1} has no name; name every column")
+        if name in seen:
+            raise DataError(f"{path}: attribute {name!r} appears twice (names match case-insensitively); rename one")
+        seen[name] = position
+
+
+def find_attribute(names, name: str) -> str:
+    """The entry of ``names`` equal to ``name`` ignoring case and surrounding spaces (``Smiling`` finds
+    ``smiling``); DataError listing the names when there is none."""
+    wanted = str(name).strip().lower()
+    for candidate in names:
+        if candidate.strip().lower() == wanted:
+            return candidate
+    raise DataError(f"unknown attribute {name!r}; expected one of {list(names)} (case does not matter)")
+
+
 def _table(path, source, key, names, keys, values, description) -> AttributeTable:
+    _check_names(path, names)
     array = np.asarray(values, dtype=np.float32).reshape(len(keys), len(names))
     array, binary = _plus_minus_one_to_binary(array)
     descriptions = {name: (f"{description} (+1 -> 1, -1 -> 0)" if flag else description) for name, flag in zip(names, binary)}
@@ -127,9 +155,12 @@ def _read_celeba(path: str, lines: list[str]) -> AttributeTable:
             raise DataError(f"{path}: line {line_number} has {len(fields) - 1} values, expected {len(names)}")
         keys.append(fields[0])
         values.append([_parse_float(path, line_number, v) for v in fields[1:]])
-    if int(lines[0].split()[0]) != len(keys):
-        raise DataError(f"{path}: first line announces {lines[0].strip()} images but {len(keys)} rows follow")
-    return _table(path, "celeba", "filename", names, keys, values, "CelebA attribute")
+    table = _table(path, "celeba", "filename", names, keys, values, "CelebA attribute")
+    announced = int(lines[0].split()[0])
+    if announced != len(keys):
+        table.warnings.append(f"{path}: first line announces {announced:,} images but {len(keys):,} rows follow; "
+                              f"using the {len(keys):,} rows")
+    return table
 
 
 def _read_csv(path: str, header: list[str], reader) -> AttributeTable:

@@ -119,7 +119,8 @@ def decode_image(
     """Read ``path`` as a ``(size, size, channels)`` uint8 array (steps in the module docstring).
 
     Returns the array and a list of notes on conversions made (e.g. ``"16-bit"``, ``"CMYK"``,
-    ``"upscaled"``), which the writer tallies in its report. Raises :class:`ImageFileError`.
+    ``"upscaled"``, ``"grey to RGB"`` for a grey source stored as 3 equal channels, ``"colour to
+    grey"`` for a colour source stored as luma), which the writer tallies in its report. Raises :class:`ImageFileError`.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3. Received: channels={channels}")
@@ -129,6 +130,7 @@ def decode_image(
     image = _drop_alpha(_to_8bit(_open(path, size, notes), path, notes), notes)
     target = "L" if channels == 1 else "RGB"
     if image.mode != target:
+        notes.append("grey to RGB" if target == "RGB" else "colour to grey")
         image = image.convert(target)
     width, height = image.size
     side = min(width, height)

@@ -14,9 +14,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from data_prep import storage
-from data_prep.errors import DataError
+from data_prep.errors import DataError, ShardError
 from data_prep.manifest import read_manifest, shard_paths
 from data_prep.records import feature_spec
+from data_prep.verify import verify_shards
 
 __all__ = ["read_examples", "count_records", "summary_lines", "contact_sheet"]
 
@@ -25,16 +26,27 @@ _MIN_TILE = 64
 _CAPTION = 14
 
 
+def _fix(manifest: dict) -> str:
+    return f"re-run `{manifest.get('command') or 'the preparation command'} --overwrite` to write the shards again"
+
+
+def _unreadable(path: str, manifest: dict, error: Exception) -> ShardError:
+    message = str(getattr(error, "message", error)).strip().splitlines()[0]
+    return ShardError(f"{path}: corrupt shard, cannot be read ({message}); {_fix(manifest)}")
+
+
 def read_examples(directory: str, split: str, limit: int | None = None) -> dict[str, np.ndarray]:
     """The first ``limit`` examples of ``split`` in shard order, as NumPy arrays.
 
     Keys: ``image`` uint8 (N, H, W, C), ``index`` int64 (N,), and ``label`` (N,) /
-    ``attributes`` (N, A) when the shards hold them.
+    ``attributes`` (N, A) when the shards hold them. Shard sizes are checked against the
+    manifest first, and a shard TensorFlow cannot read raises ShardError naming it.
     """
     import tensorflow as tf
 
     manifest = read_manifest(directory)
-    files = shard_paths(directory, manifest, split)
+    shard_paths(directory, manifest, split)  # DataError naming the splits when there is no such split
+    files = verify_shards(directory, manifest, split, checksums=False)
     height, width, channels = manifest["image_shape"]
     spec = feature_spec(manifest)
 
@@ -47,10 +59,20 @@ def read_examples(directory: str, split: str, limit: int | None = None) -> dict[
         features["image"] = tf.reshape(image, [height, width, channels])
         return features
 
-    dataset = tf.data.TFRecordDataset(files).map(parse)
-    if limit is not None:
-        dataset = dataset.take(limit)
-    batches = list(dataset.batch(4096).as_numpy_iterator())
+    batches = []
+    remaining = limit
+    for path in files:
+        if remaining is not None and remaining <= 0:
+            break
+        dataset = tf.data.TFRecordDataset(path).map(parse)
+        if remaining is not None:
+            dataset = dataset.take(remaining)
+        try:
+            for batch in dataset.batch(4096).as_numpy_iterator():
+                batches.append(batch)
+                remaining = None if remaining is None else remaining - len(batch["index"])
+        except tf.errors.OpError as error:
+            raise _unreadable(path, manifest, error) from None
     if not batches:
         empty = {"image": np.zeros((0, height, width, channels), np.uint8), "index": np.zeros((0,), np.int64)}
         return empty
@@ -58,18 +80,18 @@ def read_examples(directory: str, split: str, limit: int | None = None) -> dict[
 
 
 def count_records(directory: str, *, verify: bool = False) -> dict[str, int]:
-    """Records actually present per split; with ``verify``, DataError on a shard whose SHA-256 differs."""
+    """Records actually present per split. Shard sizes are always checked against the manifest,
+    SHA-256 with ``verify``; ShardError (a DataError) names a missing, altered or corrupt shard."""
     import tensorflow as tf
 
     manifest = read_manifest(directory)
     counts = {split: 0 for split in manifest["splits"]}
-    for shard in manifest["shards"]:
-        path = storage.join(directory, shard["file"])
-        if not storage.exists(path):
-            raise DataError(f"{path}: listed in the manifest but missing; re-run the preparation command")
-        if verify and storage.sha256_of(path) != shard["sha256"]:
-            raise DataError(f"{path}: checksum differs from the manifest; the file changed or is corrupt")
-        counts[shard["split"]] += int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
+    paths = verify_shards(directory, manifest, None, checksums=bool(verify))
+    for shard, path in zip(manifest["shards"], paths):
+        try:
+            counts[shard["split"]] += int(tf.data.TFRecordDataset(path).reduce(np.int64(0), lambda n, _: n + 1))
+        except tf.errors.OpError as error:
+            raise _unreadable(path, manifest, error) from None
     return counts
 
 

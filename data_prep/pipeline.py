@@ -19,8 +19,9 @@ import numpy as np
 import tensorflow as tf
 
 from data_prep.errors import DataError
-from data_prep.manifest import read_manifest, shard_paths
+from data_prep.manifest import read_manifest
 from data_prep.records import feature_spec
+from data_prep.verify import verify_shards
 
 __all__ = ["load", "BINARIZE_MODES"]
 
@@ -120,6 +121,7 @@ def load(
     drop_remainder: bool | None = None,
     cycle_length: int | None = None,
     block_length: int = 1,
+    verify="auto",
 ) -> tf.data.Dataset:
     """Batches of float32 images ``[B, H, W, C]`` in [0, 1] from the shards of ``split``.
 
@@ -132,10 +134,16 @@ def load(
     Bernoulli(p) sample drawn afresh every time (dynamic binarization of MNIST). Under
     ``tf.distribute`` pass ``input_context``: each input pipeline reads ``files[id::num]`` and
     batches ``input_context.get_per_replica_batch_size(batch_size)`` (``batch_size`` is global).
+
+    Before anything is read, the manifest is validated (``ManifestError``) and the split's shards
+    are checked against it (``ShardError``, see ``data_prep.verify``): every shard's size always;
+    its SHA-256 with ``verify=True``, never with ``verify=False``, and with ``"auto"`` (default)
+    once per new or changed shard file. Both errors are ``DataError`` subclasses whose one-line
+    message names the file and the fix.
     """
     manifest = read_manifest(path_or_uri)
     _check(manifest, path_or_uri, split, batch_size, binarize, with_labels, with_attributes)
-    files = shard_paths(path_or_uri, manifest, split)
+    files = verify_shards(path_or_uri, manifest, split, checksums=verify)
     drop_remainder = training if drop_remainder is None else drop_remainder
     deterministic = not training
     if input_context is not None:

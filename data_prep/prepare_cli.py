@@ -1,9 +1,9 @@
-"""Commands that turn source data into shards: ``ffhq``, ``folder``, ``mnist``, ``binarized-mnist``.
+"""Commands that turn source data into shards, one per prepared source of ``data_prep.sources``.
 
     python -m data_prep ffhq --src ~/ffhq/thumbnails128x128 --out data/ffhq128 --size 128 \
-        [--attributes ffhq_features.csv] [--shards N] [--workers N]
+        [--attributes ffhq_features.csv] [--validation-indices 1000-1100] [--shards N] [--workers N]
     python -m data_prep folder --src ~/celeba/img_align_celeba --out data/celeba64 --size 64 \
-        [--attributes list_attr_celeba.txt]
+        [--attributes list_attr_celeba.txt] [--split-file list_eval_partition.txt]
     python -m data_prep mnist --src ~/mnist --out data/mnist
     python -m data_prep binarized-mnist --src ~/binarized_mnist --out data/binarized_mnist
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from data_prep.prepare import prepare_dataset, report_lines
+from data_prep.sources import PREPARED, Source, source
 
 __all__ = ["register"]
 
@@ -28,9 +29,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _images(parser: argparse.ArgumentParser, size_default: int | None) -> None:
-    parser.add_argument("--size", type=int, default=size_default, required=size_default is None,
-                        help=f"side of the square output images in px (28-1024; default {size_default})")
+def _images(parser: argparse.ArgumentParser, entry: Source) -> None:
+    parser.add_argument("--size", type=int, default=entry.default_size,
+                        help=f"side of the square output images in px (28-1024; default {entry.default_size})")
     parser.add_argument("--attributes", default=None,
                         help="attribute table: FFHQ features CSV, CelebA list_attr_celeba.txt, or a CSV")
     parser.add_argument("--missing-attributes", choices=("error", "skip"), default="error",
@@ -41,16 +42,30 @@ def _images(parser: argparse.ArgumentParser, size_default: int | None) -> None:
     parser.add_argument("--resample", choices=("lanczos", "area"), default="lanczos", help="downscaling filter")
 
 
+def _folder(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--validation-fraction", type=float, default=0.1,
+                        help="share of files for validation when there is no split file (default 0.1)")
+    parser.add_argument("--split-file", default=None, metavar="PATH",
+                        help="split file 'NAME 0|1|2' (0 train, 1 validation, 2 test); default: "
+                             "list_eval_partition.txt in --src or its parent when present; 'none' = never")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=3, help="3 = RGB, 1 = grayscale")
+
+
+def _ffhq(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--validation-indices", default=None, metavar="LIST",
+                        help="held-out FFHQ indices, ranges and commas, e.g. 1000-1100 or 5,7,60000-60999 "
+                             "(default: FFHQ's own 60000-69999; a seeded 10%% when no image is in that range)")
+
+
+# Options only some sources take (the rest come from the registry entry).
+_EXTRA_OPTIONS = {"ffhq": _ffhq, "folder": _folder}
+_OPTION_NAMES = ("size", "attributes", "workers", "encoding", "resample", "missing_attributes",
+                 "validation_fraction", "channels", "split_file", "validation_indices")
+
+
 def _run(kind: str):
     def run(args: argparse.Namespace) -> int:
-        options = {name: getattr(args, name) for name in ("size", "attributes", "workers", "encoding", "resample")
-                   if hasattr(args, name)}
-        if hasattr(args, "missing_attributes"):
-            options["missing_attributes"] = args.missing_attributes
-        if hasattr(args, "validation_fraction"):
-            options["validation_fraction"] = args.validation_fraction
-        if hasattr(args, "channels"):
-            options["channels"] = args.channels
+        options = {name: getattr(args, name) for name in _OPTION_NAMES if hasattr(args, name)}
         manifest = prepare_dataset(
             kind, args.src, args.out, shards=args.shards, seed=args.seed, progress=not args.quiet,
             overwrite=args.overwrite, **options,
@@ -63,26 +78,14 @@ def _run(kind: str):
 
 
 def register(subparsers) -> None:
-    ffhq = subparsers.add_parser("ffhq", help="FFHQ as published (NNNNN/NNNNN.png) -> shards, FFHQ's own split",
-                                 description="Shards from FFHQ's images1024x1024 or thumbnails128x128 folder.")
-    _common(ffhq)
-    _images(ffhq, 128)
-    ffhq.set_defaults(func=_run("ffhq"))
-
-    folder = subparsers.add_parser("folder", help="any folder of aligned face images -> shards",
-                                   description="Shards from any folder tree of PNG, JPEG or WebP images.")
-    _common(folder)
-    _images(folder, None)
-    folder.add_argument("--validation-fraction", type=float, default=0.1, help="share of files for validation")
-    folder.add_argument("--channels", type=int, choices=(1, 3), default=3, help="3 = RGB, 1 = grayscale")
-    folder.set_defaults(func=_run("folder"))
-
-    mnist = subparsers.add_parser("mnist", help="the four MNIST IDX files (or mnist.npz) -> shards",
-                                  description="Shards from MNIST's IDX files, gzipped or not, or Keras' mnist.npz.")
-    _common(mnist)
-    mnist.set_defaults(func=_run("mnist"))
-
-    binarized = subparsers.add_parser("binarized-mnist", help="statically binarized MNIST (.amat/.mat) -> shards",
-                                      description="Shards from binarized_mnist_{train,valid,test}.amat or .mat.")
-    _common(binarized)
-    binarized.set_defaults(func=_run("binarized_mnist"))
+    """One sub-command per source of ``data_prep.sources`` that is prepared from files, in registry order."""
+    for name in PREPARED:
+        entry = source(name)
+        parser = subparsers.add_parser(entry.command, help=entry.help,
+                                       description=f"{entry.description} Split: {entry.split}.")
+        _common(parser)
+        if entry.resizable:
+            _images(parser, entry)
+        if name in _EXTRA_OPTIONS:
+            _EXTRA_OPTIONS[name](parser)
+        parser.set_defaults(func=_run(name))

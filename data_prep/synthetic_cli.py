@@ -7,11 +7,18 @@ writes ``data/synthetic/images/000000.png`` ... (file name = face index) and
 categories as integer codes, see ``data_prep.synthetic.COLUMN_DESCRIPTIONS``). Faces are generated
 in chunks of 1,000, so memory stays bounded for any count; every file is written under a temporary
 name and then renamed, so an interrupted run never leaves a truncated file.
+
+Files are replaced only in a folder this command wrote before (it holds the marker
+``.data_prep-synthetic.json``, written before the first face): in any other folder, an existing
+``attributes.csv`` or ``images/NNNNNN.png`` of the planned names stops the run with one line
+unless ``--overwrite``. While it runs the command holds ``DIR/.data_prep.lock`` (see
+``data_prep.locking``).
 """
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import pathlib
 
@@ -21,35 +28,42 @@ from tqdm import tqdm
 
 from data_prep import synthetic
 from data_prep.errors import DataError
+from data_prep.locking import DirectoryLock
+from data_prep.sources import source
 
 __all__ = ["register", "run", "write_faces"]
 
 CHUNK = 1000
+MARKER = ".data_prep-synthetic.json"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``synthetic`` sub-command to the data_prep command line."""
+    entry = source("synthetic")
     parser = subparsers.add_parser(
-        "synthetic",
-        help="write the built-in procedural faces (PNG files and attributes.csv)",
+        entry.command,
+        help=entry.help,
         description=("Generate cartoon faces with known attributes (smiling, glasses, long hair, hair "
                      "colour, skin tone, face width, background, shirt colour, position and scale) "
                      "and write them as DIR/images/NNNNNN.png plus DIR/attributes.csv. Face i depends "
                      "only on (seed, i), so runs with different --start values can be combined."),
     )
     parser.add_argument("--out", required=True, type=pathlib.Path, metavar="DIR",
-                        help="output folder; created if missing, existing files of the same names are replaced")
+                        help="output folder; created if missing (files of the same names are replaced only in a "
+                             "folder this command wrote, or with --overwrite)")
     parser.add_argument("--count", required=True, type=int, metavar="N",
                         help="number of faces to write, a positive integer")
-    parser.add_argument("--size", type=int, default=64, metavar="S",
+    parser.add_argument("--size", type=int, default=entry.default_size, metavar="S",
                         help=f"image width and height in pixels, {synthetic.MIN_SIZE} to "
-                             f"{synthetic.MAX_SIZE} (default: 64)")
+                             f"{synthetic.MAX_SIZE} (default: {entry.default_size})")
     parser.add_argument("--seed", type=int, default=0,
                         help="non-negative integer selecting the sequence of faces (default: 0)")
     parser.add_argument("--channels", type=int, default=3, metavar="C",
                         help="3 for RGB or 1 for grayscale (default: 3)")
     parser.add_argument("--start", type=int, default=0,
                         help="index of the first face, e.g. 50000 for a validation range (default: 0)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace files of the same names in a folder this command did not write")
     parser.set_defaults(func=run)
 
 
@@ -110,11 +124,31 @@ def write_faces(out: pathlib.Path, count: int, size: int = 64, seed: int = 0, ch
     return images_dir, csv_path
 
 
+def _planned_names_taken(out: pathlib.Path, count: int, start: int) -> list[pathlib.Path]:
+    """Existing files among the ones this run would write, when ``out`` is not a folder it wrote before."""
+    if not out.is_dir() or (out / MARKER).exists():
+        return []
+    digits = max(6, len(str(start + count - 1)))
+    taken = [out / "attributes.csv"] if (out / "attributes.csv").exists() else []
+    images = out / "images"
+    if images.is_dir():
+        planned = {f"{index:0{digits}d}.png" for index in range(start, start + count)}
+        taken += [images / name for name in sorted(planned.intersection(os.listdir(images)))]
+    return taken
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate the flags, write the faces, print what was written; returns the exit code 0."""
     _check(args)
-    images_dir, csv_path = write_faces(args.out, args.count, size=args.size, seed=args.seed,
-                                       channels=args.channels, start=args.start)
+    taken = _planned_names_taken(args.out, args.count, args.start)
+    if taken and not args.overwrite:
+        more = f" and {len(taken) - 1:,} more of the planned files" if len(taken) > 1 else ""
+        raise DataError(f"{taken[0]}{more} already exist and were not written by `python -m data_prep synthetic`; "
+                        "choose another --out, or pass --overwrite to replace them")
+    with DirectoryLock(str(args.out), flag="--out"):
+        _write_atomically(args.out / MARKER, (json.dumps({"written_by": "python -m data_prep synthetic"}) + "\n").encode())
+        images_dir, csv_path = write_faces(args.out, args.count, size=args.size, seed=args.seed,
+                                           channels=args.channels, start=args.start)
     last = args.start + args.count - 1
     print(f"wrote {args.count} faces ({args.size}x{args.size}x{args.channels}, seed {args.seed}, "
           f"indices {args.start}..{last}) to {images_dir}/ and {csv_path}")

@@ -8,6 +8,12 @@ renames it to ``<shard>`` once complete, then records the shard (count, size, SH
 files) in ``.prepare-state.json``. A re-run with the same plan (same fingerprint) keeps every
 shard recorded there and redoes only the missing ones; an interruption never leaves a shard
 under its final name half-written.
+
+``.prepare-state.json`` is also the in-progress marker: before the first shard is written it
+lists every planned shard name (``planned``), so that data_prep only ever replaces or deletes
+files that a manifest or this marker lists (``owned_names``). A file already in ``out`` under a
+planned shard's name that the marker does not list belongs to the user: it is never replaced
+unless the caller passes ``replace_foreign`` (``--overwrite``).
 """
 from __future__ import annotations
 
@@ -25,9 +31,10 @@ import numpy as np
 from data_prep import storage
 from data_prep.errors import DataError
 from data_prep.images import decode_files
+from data_prep.manifest import plain_file_name
 from data_prep.records import serialize_example
 
-__all__ = ["Item", "ShardPlan", "ShardResult", "STATE_NAME", "write_shards"]
+__all__ = ["Item", "ShardPlan", "ShardResult", "STATE_NAME", "write_shards", "owned_names"]
 
 STATE_NAME = ".prepare-state.json"
 _CHUNK = 32  # most files per worker task: enough to amortise IPC; fewer for small jobs, to balance workers
@@ -74,24 +81,43 @@ class FileDecoding:
     encoding: str = "raw"
 
 
-def _load_state(out: str, fingerprint: str) -> dict[str, dict]:
+def _read_state(out: str) -> dict:
     path = storage.join(out, STATE_NAME)
     if not storage.exists(path):
         return {}
     try:
         state = json.loads(storage.read_text(path))
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         return {}
+    return state if isinstance(state, dict) else {}
+
+
+def owned_names(out: str) -> list[str]:
+    """Names in ``out`` that an unfinished preparation wrote or planned (from the in-progress marker),
+    with the marker itself; plain file names only, so nothing outside ``out`` is ever named."""
+    state = _read_state(out)
+    if not state and not storage.exists(storage.join(out, STATE_NAME)):
+        return []
+    names = [*state.get("planned", []), *state.get("shards", {})]
+    return sorted({name for name in names if plain_file_name(name)} | {STATE_NAME})
+
+
+def _load_state(out: str, fingerprint: str) -> tuple[dict[str, dict], set[str]]:
+    state = _read_state(out)
+    if not state:
+        return {}, set()
     if state.get("fingerprint") != fingerprint:
         raise DataError(
-            f"{out}: holds an unfinished preparation of other data or settings; delete that folder, "
-            "pass --overwrite, or choose another --out"
+            f"{out}: holds an unfinished preparation of other data or settings; pass --overwrite to replace it, "
+            "or choose another --out"
         )
-    return state.get("shards", {})
+    done = state.get("shards", {})
+    return done, {name for name in [*state.get("planned", []), *done] if plain_file_name(name)}
 
 
-def _save_state(out: str, fingerprint: str, done: dict[str, dict]) -> None:
-    storage.write_text_atomic(storage.join(out, STATE_NAME), json.dumps({"fingerprint": fingerprint, "shards": done}))
+def _save_state(out: str, fingerprint: str, done: dict[str, dict], planned: list[str]) -> None:
+    state = {"fingerprint": fingerprint, "planned": planned, "shards": done}
+    storage.write_text_atomic(storage.join(out, STATE_NAME), json.dumps(state))
 
 
 def _ignore_interrupts() -> None:
@@ -168,16 +194,19 @@ def write_shards(
     decoding: FileDecoding | None = None,
     workers: int | None = None,
     progress: bool = True,
+    replace_foreign: bool = False,
 ) -> list[ShardResult]:
     """Write every planned shard not already complete in ``out``; results in plan order.
 
     ``fingerprint`` identifies the plan (sources and settings): shards recorded under another
-    fingerprint are never mixed in (DataError). ``workers`` defaults to the CPU count.
+    fingerprint are never mixed in (DataError). ``workers`` defaults to the CPU count. A file
+    named like a planned shard (or its ``.tmp``) that the in-progress marker does not list is a
+    user's: DataError naming it, unless ``replace_foreign``.
     """
     from tqdm.auto import tqdm
 
     storage.makedirs(out)
-    done = _load_state(out, fingerprint)
+    done, ours = _load_state(out, fingerprint)
     pending = []
     for plan in plans:
         record = done.get(plan.name)
@@ -186,6 +215,16 @@ def write_shards(
             continue
         done.pop(plan.name, None)
         pending.append(plan)
+    if not replace_foreign:
+        for plan in pending:
+            for path in (storage.join(out, plan.name), storage.join(out, plan.name) + ".tmp"):
+                if plan.name not in ours and storage.exists(path):
+                    raise DataError(
+                        f"{path}: already exists and was not written by this preparation; move it away, "
+                        "or pass --overwrite to replace it"
+                    )
+    planned = [plan.name for plan in plans]
+    _save_state(out, fingerprint, done, planned)
     workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
     total = sum(len(plan.items) for plan in plans)
     remaining = sum(len(plan.items) for plan in pending)
@@ -199,7 +238,7 @@ def write_shards(
             for plan in pending:
                 result = _write_one(out, plan, stream, image_shape, bar)
                 done[plan.name] = dataclasses.asdict(result)
-                _save_state(out, fingerprint, done)
+                _save_state(out, fingerprint, done, planned)
         finally:
             stream.close()
     finally:

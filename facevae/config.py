@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from data_prep.sources import DATASET_NAMES
+
 __all__ = [
     "DATASETS",
     "DECODERS",
@@ -29,7 +31,7 @@ __all__ = [
     "preset",
 ]
 
-DATASETS = ("synthetic", "ffhq", "mnist", "binarized_mnist", "folder")
+DATASETS = DATASET_NAMES  # the registry of data_prep.sources is the one list of datasets
 IMAGE_SIZES = (28, 32, 64, 128, 256)
 LIKELIHOODS = ("gaussian", "mse", "bernoulli")
 FLOW_MODES = ("global", "amortized")

@@ -18,14 +18,6 @@ from facevae.config import DataConfig, RunConfig
 __all__ = ["DataUnavailable", "TrainingData", "training_data", "synthetic_datasets", "shard_cache_dir",
            "resolve_shards"]
 
-_PREPARE_HINT = {
-    "ffhq": "python -m data_prep ffhq --src FFHQ_DIR --out DIR --size 128",
-    "folder": "python -m data_prep folder --src IMAGES_DIR --out DIR --size 64",
-    "mnist": "python -m data_prep mnist --src MNIST_DIR --out DIR",
-    "binarized_mnist": "python -m data_prep binarized-mnist --src BINARIZED_MNIST_DIR --out DIR",
-}
-
-
 class DataUnavailable(ValueError):
     """The data a config asks for is missing or unusable; the message says how to prepare it."""
 
@@ -87,11 +79,10 @@ def resolve_shards(data: DataConfig) -> str:
 
     Raises DataUnavailable, with the data_prep command to run, when there is no ``data_dir``.
     """
-    hint = _PREPARE_HINT[data.dataset]
-    if not data.data_dir:
-        raise DataUnavailable(f"--dataset {data.dataset} needs --data-dir; prepare shards with: {hint}")
-    if not tf.io.gfile.exists(data.data_dir):
-        raise DataUnavailable(f"--data-dir {data.data_dir} does not exist; prepare shards with: {hint}")
+    from data_prep.sources import missing_data_message, source
+
+    if not data.data_dir or not tf.io.gfile.exists(data.data_dir):
+        raise DataUnavailable(missing_data_message(data.dataset, data.data_dir))
     from data_prep.manifest import is_shard_dir
     from data_prep.prepare import prepare_dataset
 
@@ -103,7 +94,7 @@ def resolve_shards(data: DataConfig) -> str:
     else:
         print(f"{data.data_dir} holds raw data; preparing shards into {shard_dir} (first use only)")
         kind = data.dataset
-        size = data.image_size if kind in ("ffhq", "folder") else None
+        size = data.image_size if source(kind).resizable else None
         prepare_dataset(kind, data.data_dir, shard_dir, size=size)
     return shard_dir
 

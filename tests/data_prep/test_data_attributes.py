@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from data_prep.attributes import FFHQ_ATTRIBUTES, read_attributes
+from data_prep.attributes import FFHQ_ATTRIBUTES, find_attribute, read_attributes
 from data_prep.errors import DataError
 from data_files import write_ffhq_csv
 
@@ -41,10 +41,47 @@ def test_celeba_attribute_text_joins_by_file_name(tmp_path):
     assert table.lookup("/elsewhere/000009.jpg", 9) is None
 
 
-def test_celeba_count_line_and_row_width_are_checked(tmp_path):
-    (tmp_path / "a.txt").write_text("5\nSmiling Male\n000001.jpg -1 1\n")
-    with pytest.raises(DataError, match="a.txt: first line announces 5 images but 1 rows follow"):
-        read_attributes(str(tmp_path / "a.txt"))
+def test_celeba_count_line_that_differs_is_accepted_with_a_warning_giving_both_numbers(tmp_path):
+    (tmp_path / "a.txt").write_text("202599\nSmiling Male\n000001.jpg -1 1\n000002.jpg 1 1\n")
+    table = read_attributes(str(tmp_path / "a.txt"))
+    assert table.warnings == [f"{tmp_path / 'a.txt'}: first line announces 202,599 images but 2 rows follow; "
+                              "using the 2 rows"]
+    np.testing.assert_array_equal(table.lookup("000002.jpg", None), [1.0, 1.0])
+    (tmp_path / "exact.txt").write_text("1\nSmiling\n000001.jpg 1\n")
+    assert read_attributes(str(tmp_path / "exact.txt")).warnings == []
+
+
+def test_a_count_warning_reaches_the_manifest_and_the_report(tmp_path):
+    from data_files import random_images, write_images
+    from data_prep.prepare import prepare_dataset, report_lines
+
+    write_images(tmp_path / "src", random_images(3, 16), names=["000001", "000002", "000003"], fmt="jpg")
+    rows = "".join(f"00000{i}.jpg {1 if i % 2 else -1} 1\n" for i in (1, 2, 3))
+    (tmp_path / "list_attr_celeba.txt").write_text("10\nSmiling Male\n" + rows)
+    manifest = prepare_dataset("folder", str(tmp_path / "src"), str(tmp_path / "out"), size=32, progress=False,
+                               attributes=str(tmp_path / "list_attr_celeba.txt"))
+    assert manifest["warnings"] == [f"{tmp_path / 'list_attr_celeba.txt'}: first line announces 10 images but 3 rows "
+                                    "follow; using the 3 rows"]
+    assert f"warning: {manifest['warnings'][0]}" in report_lines(manifest)
+
+
+def test_attribute_names_match_case_insensitively(tmp_path):
+    (tmp_path / "celeba.txt").write_text("1\n5_o_Clock_Shadow Smiling\n000001.jpg 1 -1\n")
+    (tmp_path / "table.csv").write_text("FILE,SMILING,Age\na.png,1,30\n")
+    for path in ("celeba.txt", "table.csv"):
+        names = read_attributes(str(tmp_path / path)).names
+        assert find_attribute(names, "Smiling") == find_attribute(names, " smiling ") == "smiling"
+    assert find_attribute(["Smiling", "male"], "SMILING") == "Smiling"
+    with pytest.raises(DataError, match=r"unknown attribute 'Bangs'; expected one of \['5_o_clock_shadow', 'smiling'\] "
+                                        r"\(case does not matter\)"):
+        find_attribute(read_attributes(str(tmp_path / "celeba.txt")).names, "Bangs")
+    (tmp_path / "twice.csv").write_text("file,Smiling,smiling\na.png,1,1\n")
+    with pytest.raises(DataError, match=r"twice.csv: attribute 'smiling' appears twice \(names match "
+                                        r"case-insensitively\); rename one"):
+        read_attributes(str(tmp_path / "twice.csv"))
+
+
+def test_celeba_row_width_is_checked(tmp_path):
     (tmp_path / "b.txt").write_text("1\nSmiling Male\n000001.jpg -1\n")
     with pytest.raises(DataError, match="b.txt: line 3 has 1 values, expected 2"):
         read_attributes(str(tmp_path / "b.txt"))

@@ -137,7 +137,7 @@ def test_bad_files_among_good_ones_are_skipped_and_reported(tmp_path):
     assert sorted(reasons) == ["cut.png", "notes.png", "zero.png"]
     for name, reason in reasons.items():
         assert reason.startswith(str(tmp_path / "src" / name)) and "\n" not in reason
-    assert manifest["notes"] == {"CMYK": 1, "16-bit": 1}
+    assert manifest["notes"] == {"CMYK": 1, "16-bit": 1, "grey to RGB": 1}  # deep.png is 16-bit grey
     report = "\n".join(report_lines(manifest))
     assert "wrote 14 images" in report and "skipped 3 file(s)" in report and "zero.png: empty file" in report
     deep = read_examples(str(tmp_path / "out"), "train")
@@ -237,7 +237,7 @@ def test_grayscale_folder_keeps_luma(tmp_path):
     write_images(tmp_path / "src", images)
     manifest = prepare_dataset("folder", str(tmp_path / "src"), str(tmp_path / "out"), size=32, channels=1,
                                validation_fraction=0.0, progress=False)
-    assert manifest["image_shape"] == [32, 32, 1]
+    assert manifest["image_shape"] == [32, 32, 1] and manifest["notes"] == {"colour to grey": 4}
     read = _by_index(read_examples(str(tmp_path / "out"), "train"))
     luma = np.stack([np.asarray(Image.fromarray(image).convert("L")) for image in images])
     np.testing.assert_array_equal(read["image"][..., 0], luma)
@@ -252,3 +252,55 @@ def test_argument_errors(tmp_path):
         prepare_dataset("mnist", str(tmp_path), str(tmp_path / "out"), size=64)
     with pytest.raises(ValueError, match=r"Unknown kind 'cifar'; expected one of \['ffhq'"):
         prepare_dataset("cifar", str(tmp_path), str(tmp_path / "out"))
+
+
+def test_ffhq_validation_indices_name_the_held_out_faces(tmp_path):
+    indices = [*range(0, 12), 60001]
+    write_images(tmp_path / "src", random_images(len(indices), 32), names=[f"{i:05d}" for i in indices])
+    out = str(tmp_path / "out")
+    manifest = prepare_dataset("ffhq", str(tmp_path / "src"), out, size=32, validation_indices="3-5,9,60001,20-30",
+                               progress=False)
+    assert manifest["splits"] == {"train": 8, "validation": 5}
+    assert manifest["split_method"] == "validation_indices" and manifest["validation_indices"] == "3-5,9,60001,20-30"
+    assert "5 of the 16 indices asked are present" in manifest["split_rule"]
+    assert "--validation-indices 3-5,9,60001,20-30" in manifest["command"]
+    assert sorted(read_examples(out, "validation")["index"].tolist()) == [3, 4, 5, 9, 60001]
+    default = prepare_dataset("ffhq", str(tmp_path / "src"), str(tmp_path / "default"), size=32, progress=False)
+    assert default["split_method"] == "ffhq_index_range" and default["splits"] == {"train": 12, "validation": 1}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("10-5", r"--validation-indices '10-5': range '10-5' ends before it starts; write it as 5-10"),
+    ("1000-x", r"--validation-indices '1000-x': '1000-x' is not an index or a range A-B"),
+    ("69990-70000", r"index 70000 is beyond the last one, 69999"),
+    ("500-600", r"--validation-indices 500-600: no image has one of these indices"),
+])
+def test_ffhq_validation_indices_errors(tmp_path, spec, message):
+    write_images(tmp_path / "src", random_images(3, 32))
+    with pytest.raises(DataError, match=message):
+        prepare_dataset("ffhq", str(tmp_path / "src"), str(tmp_path / "out"), size=32, validation_indices=spec,
+                        progress=False)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(DataError, match="--validation-indices applies to ffhq"):
+        prepare_dataset("folder", str(tmp_path / "src"), str(tmp_path / "out"), size=32, validation_indices="1")
+
+
+def test_grey_sources_say_what_was_done_and_can_keep_one_channel(tmp_path, capsys):
+    from data_prep import cli
+
+    grey = random_images(5, 32, channels=1)
+    write_images(tmp_path / "src", grey)
+    args = ["folder", "--src", str(tmp_path / "src"), "--size", "32", "--validation-fraction", "0", "--quiet"]
+    assert cli.main([*args, "--out", str(tmp_path / "rgb")]) == 0
+    output = capsys.readouterr().out
+    assert "converted: grey to RGB 5" in output
+    assert "every source image is grey, stored as 3 equal channels; pass --channels 1 to keep one channel" in output
+    assert read_manifest(str(tmp_path / "rgb"))["notes"] == {"grey to RGB": 5}
+    rgb = _by_index(read_examples(str(tmp_path / "rgb"), "train"))["image"]
+    np.testing.assert_array_equal(rgb, np.repeat(grey, 3, axis=-1))
+    assert cli.main([*args, "--out", str(tmp_path / "grey"), "--channels", "1"]) == 0
+    output = capsys.readouterr().out
+    assert "wrote 5 images (train 5, validation 0) of 32x32x1" in output and "converted" not in output
+    manifest = read_manifest(str(tmp_path / "grey"))
+    assert manifest["image_shape"] == [32, 32, 1] and manifest["notes"] == {} and "--channels 1" in manifest["command"]
+    np.testing.assert_array_equal(_by_index(read_examples(str(tmp_path / "grey"), "train"))["image"], grey)

@@ -51,3 +51,30 @@ def test_twelve_ffhq_faces_convert_and_join_their_attributes(shared_data, tmp_pa
     assert read["image"].shape == (12, size, size, 3) and read["image"].std() > 20
     table = read_attributes(str(features))
     np.testing.assert_array_equal(read["attributes"], np.stack([table.rows[i] for i in read["index"]]))
+
+
+def test_ffhq_1k_with_named_held_out_faces_and_joined_attributes(shared_data, tmp_path):
+    """`python -m data_prep ffhq --validation-indices 1000-1100` on the 1,100 real faces (01099 is absent)."""
+    features = shared_data / "ffhq_features" / "ffhq_features.csv"
+    out = str(tmp_path / "ffhq_1k")
+    manifest = prepare_dataset("ffhq", str(shared_data / "ffhq_1k"), out, size=64, attributes=str(features),
+                               validation_indices="1000-1100", progress=False)
+    assert manifest["skipped"]["count"] == 0
+    assert manifest["splits"] == {"train": 1000, "validation": 100}
+    assert manifest["split_method"] == "validation_indices"
+    parts = {split: read_examples(out, split) for split in ("train", "validation")}
+    assert sorted(parts["train"]["index"].tolist()) == list(range(1000))
+    assert sorted(parts["validation"]["index"].tolist()) == [i for i in range(1000, 1101) if i != 1099]
+    table = read_attributes(str(features))
+    names = manifest["attribute_names"]
+    attributes = np.concatenate([parts[split]["attributes"] for split in parts])
+    indices = np.concatenate([parts[split]["index"] for split in parts])
+    np.testing.assert_array_equal(attributes, np.stack([table.rows[i] for i in indices]))
+    # The README's figures (1,091 detected, 694 smile > 0.5, 215 glasses, 495 male) count the table's rows
+    # 0-1100, including 1099, whose image is absent: a detected, smiling woman with reading glasses.
+    keys = ("face_detected", "smiling", "glasses", "male")
+    counts = {name: int(np.nansum(attributes[:, names.index(name)])) for name in keys}
+    assert counts == {"face_detected": 1090, "smiling": 693, "glasses": 214, "male": 495}
+    with_1099 = np.stack([table.rows[i] for i in range(1101)])
+    assert {name: int(np.nansum(with_1099[:, names.index(name)])) for name in keys} == {
+        "face_detected": 1091, "smiling": 694, "glasses": 215, "male": 495}
