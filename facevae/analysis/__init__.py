@@ -1,0 +1,1 @@
+"""The analysis layer: measuring trained models (face metrics, Inception FID/KID, Frechet distance)."""
