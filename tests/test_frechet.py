@@ -59,6 +59,15 @@ def test_full_covariances_against_eigendecomposition(d):
     assert value == pytest.approx(frechet_distance(mu2, s2, mu1, s1), rel=1e-8)  # symmetric
 
 
+def test_point_mass_against_gaussian():
+    """sigma2 = 0 (a point mass): d^2 = ||mu1 - mu2||^2 + tr(sigma1)."""
+    rng = np.random.default_rng(6)
+    m = rng.normal(size=(6, 6))
+    s = m @ m.T
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    assert frechet_distance(mu1, s, mu2, np.zeros((6, 6))) == pytest.approx(np.sum((mu1 - mu2) ** 2) + np.trace(s))
+
+
 def test_identical_gaussians_are_at_zero():
     rng = np.random.default_rng(3)
     m = rng.normal(size=(10, 10))

@@ -16,6 +16,7 @@ equilibrium", NeurIPS 2017.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,21 @@ def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x.mean(axis=0), np.cov(x, rowvar=False)
 
 
+def _sqrtm(product: np.ndarray, check_residual: bool = True) -> np.ndarray | None:
+    """scipy's sqrtm of product, or None when the root is not finite or (check_residual) X @ X misses the
+    product by more than 1e-6 relative (Frobenius). scipy's LinAlgWarning for singular input is
+    silenced: finiteness and the residual decide."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
+        root = scipy.linalg.sqrtm(product)
+    if not np.all(np.isfinite(root)):
+        return None
+    scale = np.linalg.norm(product)
+    if check_residual and scale > 0 and np.linalg.norm(root @ root - product) > 1e-6 * scale:
+        return None
+    return root
+
+
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
                      eps: float = 1e-6) -> float:
     """Squared Frechet (2-Wasserstein) distance between N(mu1, sigma1) and N(mu2, sigma2).
@@ -52,8 +68,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     d^2 = ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2)).
 
     Shapes: mu (D,), sigma (D, D) symmetric positive semi-definite. When sqrtm of the product is not
-    finite (near-singular covariances, e.g. fewer samples than dimensions), ``eps * I`` is added to
-    both covariances and the root recomputed; an imaginary part left by round-off is dropped when its
+    finite or not accurate (X X differs from the product by more than 1e-6 relative; near-singular
+    covariances, e.g. fewer samples than dimensions), ``eps * I`` is added to both covariances and the
+    root recomputed; an imaginary part left by round-off is dropped when its
     diagonal is below 1e-3 of the largest covariance diagonal entry, otherwise a ValueError is raised.
     """
     mu1 = np.atleast_1d(np.asarray(mu1, dtype=np.float64))
@@ -67,10 +84,12 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         raise ValueError(f"covariances must have shape ({d}, {d}); received {sigma1.shape} and {sigma2.shape}")
 
     diff = mu1 - mu2
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.all(np.isfinite(covmean)):
+    covmean = _sqrtm(sigma1 @ sigma2)
+    if covmean is None:
         offset = np.eye(d) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+        covmean = _sqrtm((sigma1 + offset) @ (sigma2 + offset), check_residual=False)
+        if covmean is None:
+            raise ValueError(f"sqrtm(sigma1 sigma2) is not finite even with eps={eps} added to the covariances")
     if np.iscomplexobj(covmean):
         scale = max(np.max(np.abs(np.diag(sigma1))), np.max(np.abs(np.diag(sigma2))), 1e-12)
         imag = np.max(np.abs(np.diagonal(covmean).imag))
