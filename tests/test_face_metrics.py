@@ -127,7 +127,7 @@ def test_identity_of_real_faces_with_themselves_is_kept(held_out):
     """A second, differently batched pass over 20 faces reproduces the descriptors: 100% kept, distance 0."""
     images, analysis = held_out
     again = fm.face_analyzer().analyse(images[:20], batch_size=7)
-    result = fm.identity_kept(fm.FaceAnalysis(analysis.detected[:20], analysis.descriptors[:20]), again)
+    result = fm.identity_kept(analysis.subset(slice(0, 20)), again)
     assert result.kept == 1.0
     assert result.median_distance < 1e-6
 
@@ -139,7 +139,7 @@ def test_blur_costs_identity_and_grey_keeps_it(held_out):
     from scipy.ndimage import gaussian_filter
 
     images, analysis = held_out
-    reference = fm.FaceAnalysis(analysis.detected[:20], analysis.descriptors[:20])
+    reference = analysis.subset(np.arange(20))
     blurred = gaussian_filter(images[:20], sigma=(0, 2.5, 2.5, 0)).astype(np.float32)
     blur = fm.identity_kept(reference, blurred)
     assert blur.median_distance > 0.4 and blur.kept < 0.8

@@ -93,6 +93,10 @@ class FaceAnalysis:
     def __len__(self) -> int:
         return int(self.detected.shape[0])
 
+    def subset(self, index) -> "FaceAnalysis":
+        """The analysis of images[index] (a boolean mask or integer indices)."""
+        return FaceAnalysis(self.detected[index], self.descriptors[index])
+
 
 @dataclass(frozen=True)
 class DetectionRate:
