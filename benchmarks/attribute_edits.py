@@ -1,0 +1,324 @@
+"""Do latent attribute edits work? Judged on labelled faces: prepared shards (FFHQ features, CelebA) or the built-in faces.
+
+    PYTHONPATH=. python benchmarks/attribute_edits.py --model RUN_DIR --data SHARD_DIR --attributes smiling,glasses,male
+    PYTHONPATH=. python benchmarks/attribute_edits.py --model RUN_DIR --data synthetic --attributes glasses,smiling
+
+1. A judge: a small multi-label Keras CNN (one sigmoid per judged attribute) trained on the labelled
+   training faces, each used twice, as is and Gaussian-blurred (sigma uniform in [0.5, 2.5] px), with
+   random horizontal flips, so that it also reads a VAE's smoother decodings. Shards: the train
+   split (the faces the VAE saw; labels a face lacks are left out of the loss). Built-in faces:
+   8000 renders of seed 7, never seen by the VAE. Its held-out accuracy and ROC AUC are reported on the
+   originals and on their VAE reconstructions.
+2. Attribute vectors exactly as ``python -m facevae.attributes`` computes them by default
+   (``facevae.latent.attribute_vector`` on the encodings of its default --count faces of the train
+   split, or of the built-in faces of its default --seed), applied at the CLI's default strength
+   (``facevae.latent.default_alpha``, the class-mean gap) and at 2x.
+3. On held-out faces (shards: the validation split, else test; built-in: seed 0 from index 200000):
+   add the attribute to faces without it and remove it from faces with it (labels from the table),
+   decode, and report: success (the judge reads the target value), the judge's reading of the unedited
+   reconstruction as a baseline, other judged attributes unchanged (all equal the judge's reading of
+   the unedited reconstruction), and identity kept (``facevae.analysis.face_metrics``: dlib descriptor
+   distance < 0.6; undetected faces count as not kept) of the edit against the same face's unedited
+   reconstruction (what the edit should preserve) and against the original.
+
+Attribute names match case-insensitively (CelebA's ``Smiling`` and the manifest's ``smiling``).
+Writes benchmarks/results/attribute_edits_<tag>.{json,md,png} (the picture: per attribute, faces
+without it and with it: original, reconstruction, edit at 1x and 2x) and prints the table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["resolve_attributes", "build_judge", "train_judge", "judge_scores", "main", "render_markdown"]
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+DEFAULT_ATTRIBUTES = {"synthetic": ("glasses", "smiling"), "shards": ("smiling", "glasses", "male")}
+STRENGTHS = (1.0, 2.0)
+
+
+def resolve_attributes(requested: list[str], available: list[str], data: str) -> list[str]:
+    """Map requested names to the data's spelling, case-insensitively; one-line error naming the offer."""
+    from facevae.labelled_faces import AttributeDataError
+
+    by_lower = {name.lower(): name for name in available}
+    out = []
+    for name in requested:
+        if name.lower() not in by_lower:
+            raise AttributeDataError(f"attribute {name!r} is not in {data!r}; it offers: {', '.join(available) or 'none'}")
+        if by_lower[name.lower()] not in out:
+            out.append(by_lower[name.lower()])
+    return out
+
+
+def _blur(images: np.ndarray, rng: np.random.Generator, low: float = 0.5, high: float = 2.5) -> np.ndarray:
+    from scipy.ndimage import gaussian_filter
+
+    sigmas = rng.uniform(low, high, len(images))
+    return np.stack([gaussian_filter(x, sigma=(s, s, 0), mode="reflect") for x, s in zip(images, sigmas)]).astype(np.float32)
+
+
+def build_judge(size: int, channels: int, count: int):
+    """Conv(16, 32, 64, 64) x [BN (momentum 0.9: few steps on small sets), ReLU, max-pool] -> Dense(64) -> dropout -> Dense(count, sigmoid)."""
+    import keras
+
+    inputs = keras.Input((size, size, channels))
+    h = keras.layers.RandomFlip("horizontal")(inputs)
+    for filters in (16, 32, 64, 64):
+        h = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(h)
+        h = keras.layers.Activation("relu")(keras.layers.BatchNormalization(momentum=0.9)(h))
+        h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Dense(64, activation="relu")(keras.layers.Flatten()(h))
+    h = keras.layers.Dropout(0.3)(h)
+    return keras.Model(inputs, keras.layers.Dense(count, activation="sigmoid")(h))
+
+
+def _masked_bce(y_true, y_pred):
+    """Binary cross-entropy over the labels a face has: y_true = [labels (A), known (A)]."""
+    import keras.ops as ops
+
+    count = ops.shape(y_pred)[-1]
+    labels, known = y_true[:, :count], y_true[:, count:]
+    p = ops.clip(y_pred, 1e-7, 1 - 1e-7)
+    loss = -(labels * ops.log(p) + (1 - labels) * ops.log(1 - p))
+    return ops.sum(loss * known) / ops.maximum(ops.sum(known), 1.0)
+
+
+def train_judge(images: np.ndarray, labels: np.ndarray, known: np.ndarray, epochs: int, seed: int):
+    """Fit :func:`build_judge` on images (N, S, S, C) and their blurred copies; labels/known (N, A) bool."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x = np.concatenate([images, _blur(images, rng)])
+    y = np.concatenate([labels, known], axis=1).astype(np.float32)
+    y = np.concatenate([y, y])
+    model = build_judge(images.shape[1], images.shape[3], labels.shape[1])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=_masked_bce)
+    model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, shuffle=True)
+    return model
+
+
+def judge_scores(judge, images: np.ndarray) -> np.ndarray:
+    """Judge probabilities (N, A)."""
+    return np.asarray(judge.predict(images, batch_size=256, verbose=0), np.float64)
+
+
+def _accuracy_auc(scores: np.ndarray, labels: np.ndarray, known: np.ndarray) -> dict:
+    from facevae import latent
+
+    y, s = labels[known], scores[known]
+    auc = latent.roc_auc(s, y) if 0 < y.sum() < len(y) else None
+    return {"accuracy": float(np.mean((s > 0.5) == y)) if len(y) else None, "auc": auc, "faces": int(len(y))}
+
+
+def _identity(reference, edited_analysis) -> dict:
+    from facevae.analysis import face_metrics as fm
+
+    result = fm.identity_kept(reference, edited_analysis)
+    return {"kept": result.kept, "median_distance": result.median_distance, "both_detected": result.both_detected}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", required=True, help="run directory or SavedModel")
+    parser.add_argument("--data", default="synthetic", help="'synthetic' or a shard directory whose manifest has attributes")
+    parser.add_argument("--attributes", help="comma list to edit and judge (case-insensitive; default: "
+                        "glasses,smiling for synthetic, smiling,glasses,male for shards)")
+    parser.add_argument("--judge-epochs", type=int, default=30)
+    parser.add_argument("--judge-count", type=int, default=8000, help="built-in faces to train the judge on")
+    parser.add_argument("--eval-count", type=int, default=2000, help="held-out faces (at most the split's size)")
+    parser.add_argument("--no-identity", action="store_true", help="skip the dlib identity measures")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tag", help="results name: benchmarks/results/attribute_edits_<tag>.* (default: from --data)")
+    args = parser.parse_args(argv)
+
+    from facevae import latent
+    from facevae.attributes import build_parser as attributes_parser
+    from facevae.inference import load_inference_model
+    from facevae.labelled_faces import SYNTHETIC, AttributeDataError, attribute_names, load_labelled_faces
+
+    synthetic = args.data == SYNTHETIC
+    try:
+        available = attribute_names(args.data)
+        requested = args.attributes.split(",") if args.attributes else [
+            n for n in DEFAULT_ATTRIBUTES["synthetic" if synthetic else "shards"] if n.lower() in map(str.lower, available)]
+        names = resolve_attributes(requested, available, args.data)
+    except AttributeDataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not names:
+        print(f"error: --data {args.data} offers none of the default attributes; pass --attributes", file=sys.stderr)
+        return 2
+    tag = args.tag or ("synthetic" if synthetic else os.path.basename(os.path.normpath(args.data)))
+    out = os.path.join(RESULTS, f"attribute_edits_{tag}")
+    started = time.time()
+    model = load_inference_model(args.model)
+    size, channels = model.image_size, model.channels
+
+    # Judge training faces and held-out faces.
+    if synthetic:
+        train = load_labelled_faces(SYNTHETIC, args.judge_count, size, channels, seed=7)
+        held = load_labelled_faces(SYNTHETIC, args.eval_count, size, channels, seed=0, start=200_000)
+        held_name = "built-in faces, seed 0 from index 200000"
+    else:
+        with open(os.path.join(args.data, "manifest.json")) as handle:
+            splits = json.load(handle)["splits"]
+        held_split = "validation" if "validation" in splits else "test"
+        train = load_labelled_faces(args.data, splits["train"], size, channels, split="train")
+        held = load_labelled_faces(args.data, min(args.eval_count, splits[held_split]), size, channels, split=held_split)
+        held_name = f"{held_split} split of {args.data}"
+    stack = lambda faces, key: np.stack([getattr(faces, key)[n] for n in names], axis=1)  # noqa: E731
+    judge = train_judge(train.images, stack(train, "labels"), stack(train, "known"), args.judge_epochs, args.seed)
+
+    x = held.images
+    labels, known = stack(held, "labels"), stack(held, "known")
+    z = model.encode(x)
+    recon = model.decode(z)
+    scores_x, scores_r = judge_scores(judge, x), judge_scores(judge, recon)
+    recon_pred = scores_r > 0.5
+    judge_quality = {n: {"originals": _accuracy_auc(scores_x[:, i], labels[:, i], known[:, i]),
+                         "reconstructions": _accuracy_auc(scores_r[:, i], labels[:, i], known[:, i])}
+                     for i, n in enumerate(names)}
+
+    analysis_x = analysis_r = None
+    identity_recon = None
+    if not args.no_identity:
+        from facevae.analysis import face_metrics as fm
+
+        analysis_x, analysis_r = fm.analyse_faces(x), fm.analyse_faces(recon)
+        identity_recon = {**_identity(analysis_x, analysis_r),
+                          "detected_originals": fm.detection_rate(analysis_x).rate,
+                          "detected_reconstructions": fm.detection_rate(analysis_r).rate}
+
+    # Attribute vectors as `python -m facevae.attributes` computes them by default.
+    # The CLI loads count + max(rows, count // 4) faces and fits on the first min(count, N - 1) with a label.
+    defaults = attributes_parser().parse_args(["--model", args.model, "--data", args.data, "--attribute", names[0]])
+    vector_faces = load_labelled_faces(args.data, defaults.count + max(defaults.rows, defaults.count // 4), size,
+                                       channels, seed=defaults.seed, split=defaults.split)
+    z_vec = model.encode(vector_faces.images)
+    first = np.arange(len(z_vec)) < min(defaults.count, len(z_vec) - 1)
+    edits, pictures = {}, []
+    for i, name in enumerate(names):
+        fit = first & vector_faces.known[name]
+        vector = latent.attribute_vector(z_vec[fit], vector_faces.labels[name][fit], name)
+        alpha = latent.default_alpha(vector)
+        usable = known[:, i]
+        entry = {"gap": vector.gap, "vector_faces": list(vector.counts),
+                 "held_out_auc": (latent.separation_auc(vector, z[usable], labels[usable, i])
+                                  if 0 < labels[usable, i].sum() < usable.sum() else None)}
+        others = [j for j in range(len(names)) if j != i]
+        for direction, sign in (("add", 1.0), ("remove", -1.0)):
+            subset = np.flatnonzero(usable & (labels[:, i] == (sign < 0)))
+            target = sign > 0
+            rows = {"faces": int(len(subset)), "reconstruction_reads_target": float(np.mean(recon_pred[subset, i] == target))
+                    if len(subset) else None}
+            for multiple in STRENGTHS:
+                edited = model.decode(latent.apply(z[subset], vector, sign * multiple * alpha)) if len(subset) else x[:0]
+                pred = judge_scores(judge, edited) > 0.5 if len(subset) else np.zeros((0, len(names)), bool)
+                row = {"success": float(np.mean(pred[:, i] == target)) if len(subset) else None,
+                       "others_unchanged": float(np.mean(np.all(pred[:, others] == recon_pred[subset][:, others], axis=1)))
+                       if len(subset) and others else None}
+                if analysis_x is not None and len(subset):
+                    edited_analysis = fm.analyse_faces(edited)
+                    row["identity_vs_reconstruction"] = _identity(analysis_r.subset(subset), edited_analysis)
+                    row["identity_vs_original"] = _identity(analysis_x.subset(subset), edited_analysis)
+                rows[f"{multiple:g}x"] = row
+                if len(subset):
+                    pictures.append((name, direction, multiple, subset[:6], edited[:6]))
+            entry[direction] = rows
+        edits[name] = entry
+
+    result = {"model": os.path.realpath(args.model), "data": args.data, "held_out": held_name, "faces": int(len(x)),
+              "judge_training_faces": int(len(train.images)), "image_size": size, "latent_dim": model.latent_dim,
+              "attributes": names, "judge": judge_quality, "identity_reconstruction": identity_recon,
+              "edits": edits, "seconds": round(time.time() - started, 1),
+              "command": " ".join(["benchmarks/attribute_edits.py", *(argv if argv is not None else sys.argv[1:])])}
+    os.makedirs(RESULTS, exist_ok=True)
+    _write(out + ".json", json.dumps(result, indent=2) + "\n")
+    _write(out + ".md", render_markdown(result))
+    _picture(out + ".png", x, recon, pictures)
+    print(render_markdown(result))
+    return 0
+
+
+def _write(path: str, text: str) -> None:
+    with open(path + ".tmp", "w") as handle:
+        handle.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def _picture(path: str, x, recon, pictures) -> None:
+    """Per attribute and direction, one block of up to 6 faces: original, reconstruction, 1x, 2x (rows)."""
+    from PIL import Image
+
+    blocks = {}
+    for name, direction, multiple, subset, edited in pictures:
+        key = (name, direction)
+        blocks.setdefault(key, [x[subset], recon[subset]]).append(edited)
+    rows = []
+    for parts in blocks.values():
+        width = 6
+        for part in parts:
+            pad = np.zeros((width - len(part),) + part.shape[1:], part.dtype)
+            rows.append(np.concatenate(list(np.concatenate([part, pad])), axis=1))
+        rows.append(np.ones((4,) + rows[-1].shape[1:], np.float32))
+    if not rows:
+        return
+    grid = np.concatenate(rows, axis=0)
+    if grid.shape[-1] == 1:
+        grid = np.repeat(grid, 3, axis=-1)
+    image = Image.fromarray(np.round(np.clip(grid, 0, 1) * 255).astype(np.uint8))
+    image = image.resize((image.width * 2, image.height * 2), Image.NEAREST)
+    image.save(path + ".tmp.png")
+    os.replace(path + ".tmp.png", path)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def render_markdown(result: dict) -> str:
+    lines = [f"Model `{result['model']}` ({result['image_size']} px, latent {result['latent_dim']}); held out: "
+             f"{result['faces']} faces ({result['held_out']}); judge trained on {result['judge_training_faces']} "
+             "labelled faces (+ blurred copies).", "",
+             "Judge on held-out faces: accuracy / ROC AUC against the labels.", "",
+             "| attribute | originals | reconstructions |", "|---|---|---|"]
+    for name, q in result["judge"].items():
+        cells = [f"{_pct(q[k]['accuracy'])} / {q[k]['auc']:.3f}" if q[k]["auc"] is not None else _pct(q[k]["accuracy"])
+                 for k in ("originals", "reconstructions")]
+        lines.append(f"| {name} | {cells[0]} | {cells[1]} |")
+    ident = result["identity_reconstruction"]
+    if ident:
+        lines += ["", f"Reconstructions vs originals: identity kept {_pct(ident['kept'])} (median distance "
+                  f"{ident['median_distance']:.3f}); faces detected in {_pct(ident['detected_originals'])} of originals, "
+                  f"{_pct(ident['detected_reconstructions'])} of reconstructions."]
+    lines += ["", "Edits (strength in multiples of the default alpha = class-mean gap). Success: the judge reads "
+              "the target value; 'recon' is its reading of the unedited reconstruction. Identity kept: vs the unedited "
+              "reconstruction / vs the original (undetected faces count as not kept).", "",
+              "| edit | faces | recon already | success 1x | success 2x | others unchanged 1x / 2x "
+              "| identity vs recon 1x / 2x | identity vs original 1x / 2x |", "|---|---|---|---|---|---|---|---|"]
+    for name, e in result["edits"].items():
+        for direction in ("add", "remove"):
+            r = e[direction]
+            one, two = r.get("1x", {}), r.get("2x", {})
+            ident_r = " / ".join(_pct(s.get("identity_vs_reconstruction", {}).get("kept")) for s in (one, two))
+            ident_o = " / ".join(_pct(s.get("identity_vs_original", {}).get("kept")) for s in (one, two))
+            lines.append(f"| {direction} {name} | {r['faces']} | {_pct(r['reconstruction_reads_target'])} | "
+                         f"{_pct(one.get('success'))} | {_pct(two.get('success'))} | "
+                         f"{_pct(one.get('others_unchanged'))} / {_pct(two.get('others_unchanged'))} | {ident_r} | {ident_o} |")
+    lines += ["", "Vectors: " + ", ".join(
+        f"{n} gap {e['gap']:.2f} from {e['vector_faces'][0]}+{e['vector_faces'][1]} faces"
+        + (f", held-out AUC {e['held_out_auc']:.3f}" if e["held_out_auc"] is not None else "")
+        for n, e in result["edits"].items()),
+        "", f"Command: `PYTHONPATH=. python {result['command']}` ({result['seconds']} s).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
