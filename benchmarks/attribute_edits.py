@@ -10,9 +10,9 @@
    8000 renders of seed 7, never seen by the VAE. Its held-out accuracy and ROC AUC are reported on the
    originals and on their VAE reconstructions.
 2. Attribute vectors exactly as ``python -m facevae.attributes`` computes them by default
-   (``facevae.latent.attribute_vector`` on the encodings of its default --count faces of the train
+   (``facevae.analysis.latent.attribute_vector`` on the encodings of its default --count faces of the train
    split, or of the built-in faces of its default --seed), applied at the CLI's default strength
-   (``facevae.latent.default_alpha``, the class-mean gap) and at 2x.
+   (``facevae.analysis.latent.default_alpha``, the class-mean gap) and at 2x.
 3. On held-out faces (shards: the validation split, else test; built-in: seed 0 from index 200000):
    add the attribute to faces without it and remove it from faces with it (labels from the table),
    decode, and report: success (the judge reads the target value), the judge's reading of the unedited
@@ -44,7 +44,7 @@ STRENGTHS = (1.0, 2.0)
 
 def resolve_attributes(requested: list[str], available: list[str], data: str) -> list[str]:
     """Map requested names to the data's spelling, case-insensitively; one-line error naming the offer."""
-    from facevae.labelled_faces import AttributeDataError
+    from facevae.data.labelled_faces import AttributeDataError
 
     by_lower = {name.lower(): name for name in available}
     out = []
@@ -110,7 +110,7 @@ def judge_scores(judge, images: np.ndarray) -> np.ndarray:
 
 
 def _accuracy_auc(scores: np.ndarray, labels: np.ndarray, known: np.ndarray) -> dict:
-    from facevae import latent
+    from facevae.analysis import latent
 
     y, s = labels[known], scores[known]
     auc = latent.roc_auc(s, y) if 0 < y.sum() < len(y) else None
@@ -138,10 +138,10 @@ def main(argv=None) -> int:
     parser.add_argument("--tag", help="results name: benchmarks/results/attribute_edits_<tag>.* (default: from --data)")
     args = parser.parse_args(argv)
 
-    from facevae import latent
+    from facevae.analysis import latent
     from facevae.attributes import build_parser as attributes_parser
-    from facevae.inference import load_inference_model
-    from facevae.labelled_faces import SYNTHETIC, AttributeDataError, attribute_names, load_labelled_faces
+    from facevae.export.inference import load_inference_model
+    from facevae.data.labelled_faces import SYNTHETIC, AttributeDataError, attribute_names, load_labelled_faces
 
     synthetic = args.data == SYNTHETIC
     try:

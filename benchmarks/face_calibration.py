@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         return 2
 
     from facevae.analysis import face_metrics as fm
-    from facevae.metrics import psnr
+    from facevae.analysis.metrics import psnr
 
     started = time.time()
     originals, indices = load_ffhq_faces(args.data, args.first, args.last, args.size)

