@@ -185,3 +185,20 @@ def test_evaluate_model_reports_every_metric(tiny_vae):
     assert np.mean(paired["negative_elbo_per_image"]) == pytest.approx(paired["negative_elbo"])
     with pytest.raises(ValueError, match="empty"):
         metrics.evaluate_model(tiny_vae, [])
+
+
+def test_seam_ratio_is_one_without_a_grid_and_counts_the_grid_lines_exactly():
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(size=(64, 32, 32, 3))
+    assert metrics.seam_ratio(noise) == pytest.approx(1.0, abs=0.03)
+    # A ramp whose jumps are 1/64 everywhere except 5/64 across columns 8, 16, 24. Grid lines: 3 columns
+    # jumping 5/64 and 3 rows jumping 0; other lines: 28 columns jumping 1/64 and 28 rows jumping 0.
+    steps = np.ones(32)
+    steps[[8, 16, 24]] = 5.0
+    steps[0] = 0.0
+    ramp = np.cumsum(steps) / 64.0
+    images = np.broadcast_to(ramp[None, None, :, None], (2, 32, 32, 1))
+    expected = ((3 * 5 / 64 + 3 * 0) / 6) / ((28 * 1 / 64 + 28 * 0) / 56)  # = 5
+    assert metrics.seam_ratio(images) == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ValueError, match="divisible"):
+        metrics.seam_ratio(np.zeros((1, 30, 30, 1)))
