@@ -47,6 +47,7 @@ from facevae.analysis import metrics
 from facevae.analysis import plots
 from facevae.config import preset
 from facevae.data.datasets import TrainingData
+from facevae.model.objective import LOSS
 from facevae.training.trainer import fit, latest_checkpoint
 
 __all__ = ["load_digit_splits", "training_data", "train_model", "evaluate_run", "main"]
@@ -105,7 +106,7 @@ class _Budget(keras.callbacks.Callback):
         self.began, self.previous, self.rows = time.perf_counter(), 0.0, []
 
     def on_train_batch_end(self, batch, logs=None):
-        mean = float(logs["loss"])  # running mean over the epoch's first batch+1 steps
+        mean = float(logs[LOSS])  # running mean over the epoch's first batch+1 steps
         self.rows.append(mean * (batch + 1) - self.previous * batch)
         self.previous = mean
         if self.spent + time.perf_counter() - self.began >= self.budget:

@@ -21,6 +21,7 @@ __all__ = [
     "JIT_CHOICES",
     "STRATEGIES",
     "LIKELIHOODS",
+    "likelihood_names",
     "DataConfig",
     "ModelConfig",
     "TrainConfig",
@@ -31,11 +32,27 @@ __all__ = [
 
 DATASETS = ("synthetic", "ffhq", "mnist", "binarized_mnist", "folder")
 IMAGE_SIZES = (28, 32, 64, 128, 256)
-LIKELIHOODS = ("gaussian", "mse", "bernoulli")
 FLOW_MODES = ("global", "amortized")
 DECODERS = ("conv", "pixelcnn")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 JIT_CHOICES = ("auto", "on", "off")
+
+
+def likelihood_names() -> tuple[str, ...]:
+    """The names in the likelihood registry, facevae.model.losses.LIKELIHOODS (imports TensorFlow)."""
+    from facevae.model.losses import LIKELIHOODS as registry
+
+    return tuple(registry)
+
+
+# Names derived from the registries on first use (PEP 562), so that importing this module stays light.
+_DERIVED = {"LIKELIHOODS": likelihood_names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DERIVED:
+        return _DERIVED[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -118,7 +135,7 @@ class ModelConfig:
         if self.flows < 0:
             raise ValueError(f"flows must be >= 0. Received: flows={self.flows!r}")
         _choice("flow mode", self.flow_mode, FLOW_MODES)
-        _choice("likelihood", self.likelihood, LIKELIHOODS)
+        _choice("likelihood", self.likelihood, likelihood_names())
         _positive("sigma", self.sigma)
         _positive("r_loss_factor", self.r_loss_factor)
         _choice("decoder", self.decoder, DECODERS)

@@ -143,6 +143,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from facevae.data.datasets import DataUnavailable
+    from facevae.model.objective import LOSS
     from facevae.training.trainer import NonFiniteLoss, fit
 
     try:
@@ -166,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     m = result.metrics
     print(f"export:        {result.export_dir}")
-    print(f"validation loss {m['validation']['loss']:.2f} nats/image; reconstruction MSE {m['reconstruction_mse']:.5f} "
+    print(f"validation loss {m['validation'][LOSS]:.2f} nats/image; reconstruction MSE {m['reconstruction_mse']:.5f} "
           f"vs mean-image MSE {m['mean_image_mse']:.5f} ({m['mse_ratio']:.1f}x lower), PSNR {m['psnr_db']:.1f} dB")
     print(f"samples:       {os.path.join(result.run_dir, 'samples')}  loss curve: {os.path.join(result.run_dir, 'loss.png')}")
     return 0
