@@ -1,4 +1,4 @@
-"""The convolutional VAE with planar flows on its latent: encoder, decoder and ``FaceVAE``.
+"""The convolutional VAE with normalizing flows (planar, radial, ...) on its latent: encoder, decoder and ``FaceVAE``.
 
 Encoder: 4 x [Conv2D(3x3, stride 2, 'same') -> BatchNorm (fused kernel) -> LeakyReLU], Flatten, then
 Dense heads for the posterior mean and log-variance. Decoder: Dense -> Reshape ->
@@ -26,7 +26,7 @@ from facevae.model import losses
 from facevae.model.objective import LOSS_TERMS, Objective
 from facevae.model.batchnorm import FusedBatchNormalization
 from facevae.config import ModelConfig
-from facevae.flows import PlanarFlows
+from facevae.flows import Flows
 from facevae.model.pixelcnn import AutoregressiveDecoder
 
 __all__ = ["build_encoder", "build_decoder", "GaussianSampler", "FaceVAE"]
@@ -112,7 +112,7 @@ def _images(data):
 
 @keras.saving.register_keras_serializable(package="facevae")
 class FaceVAE(keras.Model):
-    """Convolutional VAE with K planar flows on the latent (K = 0: plain VAE).
+    """Convolutional VAE with K flows of ``config.flow_type`` on the latent (K = 0: plain VAE).
 
     Args:
         config: a ``ModelConfig`` or the dict of one (as ``get_config`` stores it).
@@ -137,7 +137,8 @@ class FaceVAE(keras.Model):
         else:
             self.decoder = build_decoder(config)
         # Sampling and flows run in float32 whatever the global dtype policy (mixed precision).
-        self.flows = PlanarFlows(config.flows, config.latent_dim, mode=config.flow_mode, name="flows", dtype="float32")
+        self.flows = Flows(config.flows, config.latent_dim, mode=config.flow_mode, flow_type=config.flow_type,
+                           name="flows", dtype="float32")
         self.sampler = GaussianSampler(seed, name="sampler", dtype="float32")
         self.kl_weight = self.add_weight(
             shape=(), initializer="ones", trainable=False, name="kl_weight"
