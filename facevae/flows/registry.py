@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from facevae.flows.planar import PlanarFlow
+from facevae.flows.radial import RadialFlow
 
 __all__ = ["FlowParameter", "FlowSpec", "FLOW_TYPES", "flow_spec"]
 
@@ -76,6 +77,9 @@ FLOW_TYPES: dict[str, FlowSpec] = {
         "y = z + u_hat tanh(w.z + b)",
         near_identity=_planar_near_identity,
     ),
+    # Radial start: z0 ~ N(0, I) (where the prior's mass is), a = 0 (alpha = log 2), b ~ N(0, 0.01^2) (beta ~ 0).
+    "radial": FlowSpec(RadialFlow, (FlowParameter("center", 1, lambda d: 1.0), FlowParameter("a", 0),
+                                    FlowParameter("b", 0, lambda d: 0.01)), "y = z + beta (z - z0) / (alpha + |z - z0|)"),
 }
 
 

@@ -14,7 +14,7 @@ from facevae.flows import flow_spec
 __all__ = ["FLOW_TYPES", "LOGDET_ATOL", "ROUNDTRIP_ATOL", "jacobian_slogdet", "check_bijector", "random_parameters",
            "random_bijector", "test_points"]
 
-FLOW_TYPES = ["planar"]
+FLOW_TYPES = ["planar", "radial"]
 
 LOGDET_ATOL = {np.float32: 1e-4, np.float64: 1e-6}
 ROUNDTRIP_ATOL = {np.float32: 1e-4, np.float64: 1e-9}
