@@ -45,8 +45,9 @@ from data_prep.errors import DataError
 from facevae import cli
 from facevae.analysis import metrics
 from facevae.analysis import plots
-from facevae.config import preset
+from facevae.config import FLOW_TYPES, preset
 from facevae.data.datasets import TrainingData
+from facevae.model.objective import LOSS
 from facevae.training.trainer import fit, latest_checkpoint
 
 __all__ = ["load_digit_splits", "training_data", "train_model", "evaluate_run", "main"]
@@ -105,7 +106,7 @@ class _Budget(keras.callbacks.Callback):
         self.began, self.previous, self.rows = time.perf_counter(), 0.0, []
 
     def on_train_batch_end(self, batch, logs=None):
-        mean = float(logs["loss"])  # running mean over the epoch's first batch+1 steps
+        mean = float(logs[LOSS])  # running mean over the epoch's first batch+1 steps
         self.rows.append(mean * (batch + 1) - self.previous * batch)
         self.previous = mean
         if self.spent + time.perf_counter() - self.began >= self.budget:
@@ -138,7 +139,9 @@ class _CosineLearningRate(keras.callbacks.Callback):
 
 def train_model(flows: int, data: TrainingData, args) -> str:
     """Train (or resume) the K = ``flows`` model within the budget; returns its run directory."""
-    run_dir = os.path.join(args.runs, f"bmnist-K{flows}")
+    # planar keeps the study's original run names, so earlier runs resume
+    kind = "" if args.flow_type == "planar" else f"-{args.flow_type}"
+    run_dir = os.path.join(args.runs, f"bmnist{kind}-K{flows}")
     budget = _Budget(run_dir, args.budget_minutes * 60.0)
     done = json.load(open(budget.path))["epochs"] if os.path.exists(budget.path) else 0
     if (budget.spent >= budget.budget or done >= args.epochs) and latest_checkpoint(run_dir)[0]:
@@ -146,7 +149,7 @@ def train_model(flows: int, data: TrainingData, args) -> str:
         return run_dir
     config = preset("binarized_mnist")
     config.data.dataset = args.dataset
-    config.model.flows, config.model.flow_mode = flows, "amortized"
+    config.model.flows, config.model.flow_mode, config.model.flow_type = flows, "amortized", args.flow_type
     config.model.latent_dim = args.latent_dim
     config.model.decoder, config.model.pixel_filters, config.model.pixel_layers, config.model.pixel_window = (
         args.decoder, args.pixel_filters, args.pixel_layers, args.pixel_window)
@@ -254,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="static binarized MNIST, or IDX MNIST binarized dynamically (default: binarized_mnist)")
     p.add_argument("--data-dir", required=True, help="folder with binarized_mnist_*.mat (or the IDX .gz files)")
     p.add_argument("--flows", type=cli.non_negative_int, nargs="+", default=[0, 5, 10], help="K values (default: 0 5 10)")
+    p.add_argument("--flow-type", choices=FLOW_TYPES, default="planar",
+                   help="kind of each flow, a type registered in facevae.flows.registry (default: planar)")
     p.add_argument("--budget-minutes", type=cli.positive_float, default=60.0,
                    help="training wall-clock cap per model (default: 60)")
     p.add_argument("--epochs", type=cli.positive_int, default=30, help="epochs per model (default: 30)")

@@ -23,6 +23,9 @@ __all__ = [
     "JIT_CHOICES",
     "STRATEGIES",
     "LIKELIHOODS",
+    "FLOW_TYPES",
+    "likelihood_names",
+    "flow_type_names",
     "DataConfig",
     "ModelConfig",
     "TrainConfig",
@@ -33,11 +36,34 @@ __all__ = [
 
 DATASETS = DATASET_NAMES  # the registry of data_prep.sources is the one list of datasets
 IMAGE_SIZES = (28, 32, 64, 128, 256)
-LIKELIHOODS = ("gaussian", "mse", "bernoulli")
 FLOW_MODES = ("global", "amortized")
 DECODERS = ("conv", "pixelcnn")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 JIT_CHOICES = ("auto", "on", "off")
+
+
+def likelihood_names() -> tuple[str, ...]:
+    """The names in the likelihood registry, facevae.model.losses.LIKELIHOODS (imports TensorFlow)."""
+    from facevae.model.losses import LIKELIHOODS as registry
+
+    return tuple(registry)
+
+
+def flow_type_names() -> tuple[str, ...]:
+    """The names in the flow registry, facevae.flows.registry.FLOW_TYPES (imports TensorFlow)."""
+    from facevae.flows.registry import FLOW_TYPES as registry
+
+    return tuple(registry)
+
+
+# Names derived from the registries on first use (PEP 562), so that importing this module stays light.
+_DERIVED = {"LIKELIHOODS": likelihood_names, "FLOW_TYPES": flow_type_names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DERIVED:
+        return _DERIVED[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -86,8 +112,10 @@ class ModelConfig:
     """Architecture and objective.
 
     latent_dim: size d of z. filters: encoder Conv2D widths (decoder mirrors them).
-    flows: number K of planar flows (0 = plain VAE); flow_mode: ``global`` (one
-    u, w, b per flow) or ``amortized`` (predicted per image by the encoder).
+    flows: number K of flows (0 = plain VAE); flow_type: a name in the flow registry
+    (facevae.flows.registry.FLOW_TYPES: ``planar``, ...; config.json files without it mean planar);
+    flow_mode: ``global`` (one set of parameters per flow, e.g. planar u, w, b) or ``amortized``
+    (predicted per image by the encoder).
     likelihood: ``gaussian`` (fixed ``sigma``, in pixel units of [0, 1]), ``bernoulli``
     (binary pixels, decoder gives logits), or ``mse``: the published face-VAE objective
     ``r_loss_factor * mean((x - x_hat)^2)``, a Gaussian with sigma^2 = D / (2 r_loss_factor).
@@ -103,6 +131,7 @@ class ModelConfig:
     filters: tuple[int, ...] = (32, 64, 64, 64)
     flows: int = 0
     flow_mode: str = "global"
+    flow_type: str = "planar"
     likelihood: str = "gaussian"
     sigma: float = 0.1
     r_loss_factor: float = 10000.0
@@ -120,7 +149,8 @@ class ModelConfig:
         if self.flows < 0:
             raise ValueError(f"flows must be >= 0. Received: flows={self.flows!r}")
         _choice("flow mode", self.flow_mode, FLOW_MODES)
-        _choice("likelihood", self.likelihood, LIKELIHOODS)
+        _choice("flow type", self.flow_type, flow_type_names())
+        _choice("likelihood", self.likelihood, likelihood_names())
         _positive("sigma", self.sigma)
         _positive("r_loss_factor", self.r_loss_factor)
         _choice("decoder", self.decoder, DECODERS)

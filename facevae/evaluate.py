@@ -110,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from facevae.analysis import metrics
     from facevae.config import RunConfig
+    from facevae.model.losses import LIKELIHOODS
     from facevae.model.vae import FaceVAE  # noqa: F401  (registers the class for load_model)
 
     keras.utils.set_random_seed(args.seed)
@@ -132,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with open(f"{output}.tmp", "w") as f:
         json.dump(result, f, indent=2)
     os.replace(f"{output}.tmp", output)
-    units = "nats" if model.config.likelihood != "mse" else "objective units"
+    units = "nats" if LIKELIHOODS[model.config.likelihood].in_nats else "objective units"
     rows = [("images", f"{result['examples']}"), (f"-ELBO ({units})", f"{result['negative_elbo']:.3f}"),
             ("-ELBO bits/dim", f"{result['negative_elbo_bits_per_dim']:.4f}")]
     if args.importance_samples:

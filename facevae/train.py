@@ -20,7 +20,7 @@ from typing import Sequence
 
 from facevae import cli
 from facevae.config import (
-    DATASETS, DECODERS, FLOW_MODES, IMAGE_SIZES, JIT_CHOICES, LIKELIHOODS, PRESETS, STRATEGIES, RunConfig, preset,
+    DATASETS, DECODERS, FLOW_MODES, FLOW_TYPES, IMAGE_SIZES, JIT_CHOICES, LIKELIHOODS, PRESETS, STRATEGIES, RunConfig, preset,
 )
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -32,6 +32,7 @@ _OVERRIDES = {
     "latent_dim": ("model", "latent_dim"),
     "flows": ("model", "flows"),
     "flow_mode": ("model", "flow_mode"),
+    "flow_type": ("model", "flow_type"),
     "likelihood": ("model", "likelihood"),
     "sigma": ("model", "sigma"),
     "r_loss_factor": ("model", "r_loss_factor"),
@@ -81,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--flows", type=cli.non_negative_int, help="number K of planar flows; 0 = plain VAE (default: 0)")
     m.add_argument("--flow-mode", choices=FLOW_MODES,
                    help="'global': one u, w, b per flow; 'amortized': predicted per image by the encoder (default: global)")
+    m.add_argument("--flow-type", choices=FLOW_TYPES,
+                   help="kind of each of the K flows, a type registered in facevae.flows.registry (default: planar)")
     m.add_argument("--likelihood", choices=LIKELIHOODS,
                    help=f"p(x|z): gaussian (fixed --sigma), bernoulli (binary pixels), mse (r_loss_factor * MSE, "
                         f"the published face recipe) ({_preset_values('model', 'likelihood')})")
@@ -143,6 +146,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from facevae.data.datasets import DataUnavailable
+    from facevae.model.objective import LOSS
     from facevae.training.trainer import NonFiniteLoss, fit
 
     try:
@@ -166,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     m = result.metrics
     print(f"export:        {result.export_dir}")
-    print(f"validation loss {m['validation']['loss']:.2f} nats/image; reconstruction MSE {m['reconstruction_mse']:.5f} "
+    print(f"validation loss {m['validation'][LOSS]:.2f} nats/image; reconstruction MSE {m['reconstruction_mse']:.5f} "
           f"vs mean-image MSE {m['mean_image_mse']:.5f} ({m['mse_ratio']:.1f}x lower), PSNR {m['psnr_db']:.1f} dB")
     print(f"samples:       {os.path.join(result.run_dir, 'samples')}  loss curve: {os.path.join(result.run_dir, 'loss.png')}")
     return 0

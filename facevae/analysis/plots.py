@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from facevae.model.objective import KL, LOSS, RECONSTRUCTION
+
 __all__ = ["to_uint8", "image_grid", "save_png", "save_image_grid", "sample_sheet", "plot_loss_curves", "read_history"]
 
 
@@ -82,7 +84,7 @@ def plot_loss_curves(history: dict[str, Sequence[float]], path: str, title: str 
     """Plot loss, reconstruction and KL per epoch (training and validation) into a PNG."""
     from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. a notebook's) is left alone
 
-    names = [n for n in ("loss", "reconstruction", "kl") if n in history]
+    names = [n for n in (LOSS, RECONSTRUCTION, KL) if n in history]
     epochs = np.asarray(history.get("epoch", range(len(history[names[0]])))) + 1
     figure = Figure(figsize=(4 * len(names), 3.2))
     axes = figure.subplots(1, len(names))

@@ -33,6 +33,7 @@ from facevae.analysis.metrics import default_reconstruction_limit
 from facevae.training.loop import EpochLoop, evaluate
 from facevae.config import RunConfig
 from facevae.data.datasets import TrainingData, training_data
+from facevae.model.objective import LOSS
 from facevae.model.vae import FaceVAE
 from facevae.export.serving import export_model
 
@@ -87,7 +88,7 @@ class _StopOnNonFinite(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
+        loss = (logs or {}).get(LOSS)
         if loss is not None and not math.isfinite(float(loss)):
             self.where = (self.epoch + 1, batch + 1)
             self.model.stop_training = True
