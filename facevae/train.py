@@ -34,7 +34,7 @@ _PARSERS = {"positive_int": cli.positive_int, "non_negative_int": cli.non_negati
             "positive_float": cli.positive_float, "int": int, "float": float, "str": str}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class ConfigFlag:
     """One command-line flag generated from a config field (metadata made by facevae.config.flag)."""
 
