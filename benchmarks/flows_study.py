@@ -40,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from data_prep import mnist
+from data_prep import atomic, mnist
 from data_prep.errors import DataError
 from facevae import cli
 from facevae.analysis import metrics
@@ -113,10 +113,7 @@ class _Budget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.spent += time.perf_counter() - self.began
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"seconds": self.spent, "epochs": epoch + 1}, f)
-        os.replace(tmp, self.path)
+        atomic.write_json(self.path, {"seconds": self.spent, "epochs": epoch + 1}, indent=None)
         with open(self.iterations, "a", newline="") as f:
             csv.writer(f).writerows([[r] for r in self.rows])
 
@@ -204,8 +201,8 @@ def _figures(results: dict, test: np.ndarray, out: str) -> list[str]:
         axis.legend()
         figure.tight_layout()
         path = os.path.join(out, name)
-        figure.savefig(f"{path}.tmp.png", dpi=90)
-        os.replace(f"{path}.tmp.png", path)
+        with atomic.atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=90)
         written.append(path)
     return written
 
@@ -226,9 +223,7 @@ def _paired(result: dict, baseline: dict | None) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    with open(f"{path}.tmp", "w") as f:
-        f.write(text)
-    os.replace(f"{path}.tmp", path)
+    atomic.write_text(path, text)
 
 
 def build_parser() -> argparse.ArgumentParser:
