@@ -1,115 +1,204 @@
-"""An exclusive lock on an output directory: a lock file holding the holder's pid, host and start time.
+"""An exclusive lock on an output directory, naming its holder: one writer per directory.
 
-    with DirectoryLock(out, what="data_prep"):      # or lock = DirectoryLock(...).acquire(); lock.release()
-        ...write into out...
+    with DirectoryLock("data/ffhq64", flag="--out"):
+        ...  # write into data/ffhq64
 
-The lock file (``.lock`` by default) is created with O_CREAT | O_EXCL, so of two writers exactly one gets it;
-the other gets ``LockHeld`` whose message names the holder (pid, host, command, since when) and the file to
-delete if that holder is gone. A lock left by a dead process on this host (its pid no longer runs) is stale:
-it is taken over, and ``acquire`` returns a note saying so. A lock from another host cannot be checked and is
-never taken over. Pure standard library (no TensorFlow); local directories only.
+The lock is the file ``<directory>/.data_prep.lock`` (``LOCK_NAME``), held with ``fcntl.flock`` for as
+long as the writer runs and holding one JSON line ``{"pid", "host", "started", "command"}``:
+
+* a second writer (another process, or another ``DirectoryLock`` in this one) fails at once with
+  :class:`~data_prep.errors.OutputLockedError`, one line naming the holder's pid, host, start
+  time and command;
+* the kernel drops a ``flock`` when its process dies, so a lock file left behind by a killed
+  writer is recognised as stale when its pid is no longer running on this host; it is then taken
+  over, with one note on stderr naming the dead pid;
+* a lock file written on another host whose flock is not held here cannot be checked (its pid
+  may be alive there): that is refused, and the message says to delete the file if that job ended.
+
+Release removes the file. Only local directories are locked: ``gs://`` and ``s3://`` have no
+exclusive create, and :class:`DirectoryLock` does nothing for them (say so in their docs).
+Reusable for any output directory (facevae's run directories): pass ``flag`` for the messages.
 """
 from __future__ import annotations
 
+import datetime
+import errno
+import fcntl
 import json
 import os
 import socket
 import sys
-import time
 
-__all__ = ["LockHeld", "DirectoryLock", "LOCK_NAME"]
+from data_prep.errors import DataError, OutputLockedError
 
-LOCK_NAME = ".lock"
+__all__ = ["LOCK_NAME", "DirectoryLock", "check_output_dir", "pid_running"]
 
-
-class LockHeld(RuntimeError):
-    """Another live writer holds the directory's lock; the message names it."""
+LOCK_NAME = ".data_prep.lock"
 
 
-def _alive(pid: int) -> bool:
+def pid_running(pid: int) -> bool:
+    """True when a process ``pid`` exists on this host (it may belong to another user)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # exists, owned by someone else
+    except PermissionError:
         return True
     return True
 
 
+def _command_line() -> str:
+    """How this process was started, e.g. ``python -m data_prep ffhq --src ...``."""
+    first = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    if os.path.basename(first) == "__main__.py":
+        first = f"python -m {os.path.basename(os.path.dirname(os.path.abspath(first)))}"
+    else:
+        first = os.path.basename(first)
+    return " ".join([first, *sys.argv[1:]])
+
+
 def _describe(holder: dict) -> str:
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("started", 0)))
-    command = holder.get("command")
-    return (f"pid {holder.get('pid')} on {holder.get('host')}" + (f" ({command})" if command else "")
-            + f" since {since}")
+    command = holder.get("command") or "?"
+    if len(command) > 120:
+        command = command[:117] + "..."
+    return f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {holder.get('started', '?')}: {command}"
+
+
+def _read_holder(fd: int) -> dict:
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    try:
+        holder = json.loads(data.decode("utf-8") or "{}")
+    except (UnicodeDecodeError, ValueError):
+        return {"unreadable": True}
+    return holder if isinstance(holder, dict) and (not holder or "pid" in holder) else {"unreadable": True}
+
+
+def check_output_dir(directory: str, flag: str = "--out") -> None:
+    """DataError (one line naming ``flag`` and the fix) when ``directory`` cannot be an output folder:
+    it is a file, or it (or the folder it would be created in) is not writable. Creates nothing."""
+    if "://" in directory:
+        return
+    path = os.path.abspath(directory)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise DataError(f"{flag} {directory}: is a file, not a folder; choose a folder path")
+    probe = path
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        raise DataError(f"{flag} {directory}: {probe} is a file, so the folder cannot be created; choose another path")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "" if probe == path else f" ({probe} is not writable)"
+        raise DataError(f"{flag} {directory}: not writable{where}; choose a folder you can write to")
 
 
 class DirectoryLock:
-    """Exclusive lock on ``directory`` through ``directory/name``; ``what`` names the kind of writer."""
+    """Exclusive lock of ``directory`` (created if missing) while the ``with`` block runs (module docstring).
 
-    def __init__(self, directory: str, what: str = "", name: str = LOCK_NAME):
+    ``flag`` names the option that chose the directory in messages (``--out``, ``--output-dir``);
+    ``note`` receives the one-line note printed when a stale lock is taken over (default: stderr).
+    """
+
+    def __init__(self, directory: str, *, flag: str = "--out", name: str = LOCK_NAME, note=None):
         self.directory = directory
+        self.flag = flag
         self.path = os.path.join(directory, name)
-        self.what = what
-        self.held = False
-        self.note: str | None = None
+        self.note = note or (lambda text: print(text, file=sys.stderr))
+        self._fd: int | None = None
 
-    def _read(self) -> dict | None:
-        try:
-            with open(self.path) as handle:
-                return json.load(handle)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            return {}  # being written right now, or garbage
+    @property
+    def remote(self) -> bool:
+        return "://" in self.directory
 
     def acquire(self) -> "DirectoryLock":
-        """Take the lock or raise LockHeld; a stale lock of this host is taken over (see ``note``)."""
-        os.makedirs(self.directory, exist_ok=True)
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-              "command": self.what or " ".join(os.path.basename(a) for a in sys.argv[:3])}
-        for attempt in range(3):
-            try:
-                handle = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                holder = self._read()
-                if holder is None:
-                    continue  # released meanwhile: try again
-                if holder == {}:
-                    # unreadable: a writer between O_EXCL and its write, or a crash in between; give it a moment
-                    time.sleep(0.2)
-                    holder = self._read()
-                    if holder is None:
-                        continue
-                    if holder == {} and time.time() - os.path.getmtime(self.path) > 5:
-                        holder = {"pid": -1, "host": me["host"]}
-                if holder and holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
-                    self.note = f"took over the stale lock {self.path} of {_describe(holder)}, which is gone"
-                    try:
-                        os.remove(self.path)
-                    except FileNotFoundError:
-                        pass
-                    continue
-                raise LockHeld(f"{self.directory} is in use by {_describe(holder or {})}; wait for it to finish, "
-                               f"or delete {self.path} if that process is gone") from None
-            with os.fdopen(handle, "w") as out:
-                json.dump(me, out)
-                out.flush()
-                os.fsync(out.fileno())
-            self.held, self._me = True, me
+        if self.remote or self._fd is not None:
             return self
-        raise LockHeld(f"could not take the lock {self.path}: it keeps changing hands")
+        check_output_dir(self.directory, self.flag)
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+        except OSError as error:
+            raise DataError(f"{self.flag} {self.directory}: cannot create ({error.strerror}); choose another folder") from None
+        for _ in range(10):  # retried only when the file was replaced between open and flock
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as error:
+                raise DataError(
+                    f"{self.flag} {self.directory}: not writable ({error.strerror}); choose a folder you can write to"
+                ) from None
+            try:
+                if self._lock(fd):
+                    self._fd = fd
+                    return self
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+        raise OutputLockedError(f"{self.path}: could not take the lock (it keeps changing); retry")
+
+    def _lock(self, fd: int) -> bool:
+        """flock ``fd``, check it is still the file at ``self.path``, take over a stale holder; False = retry."""
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            have_flock = True
+        except BlockingIOError:
+            raise OutputLockedError(
+                f"{self.flag} {self.directory}: in use by another writer ({_describe(_read_holder(fd))}); "
+                f"wait for it to finish or choose another {self.flag}"
+            ) from None
+        except OSError as error:  # a file system without flock: fall back on the pid check alone
+            if error.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            have_flock = False
+        try:
+            if os.fstat(fd).st_ino != os.stat(self.path).st_ino:
+                return False
+        except FileNotFoundError:
+            return False
+        holder = _read_holder(fd)
+        here = socket.gethostname()
+        if holder.get("unreadable"):
+            raise DataError(f"{self.path}: exists and is not a lock file this tool wrote; move it out of {self.directory}")
+        if holder:
+            pid, host = holder.get("pid"), holder.get("host")
+            if host != here:
+                raise OutputLockedError(
+                    f"{self.flag} {self.directory}: locked by {_describe(holder)}, another host, which cannot be "
+                    f"checked from here; if that job has ended, delete {self.path}"
+                )
+            if isinstance(pid, int) and pid_running(pid) and not have_flock:
+                raise OutputLockedError(
+                    f"{self.flag} {self.directory}: in use by another writer ({_describe(holder)}); "
+                    f"wait for it to finish or choose another {self.flag}"
+                )
+            self.note(f"note: {self.path}: took over a stale lock of {_describe(holder)} (that writer has ended)")
+        mine = {
+            "pid": os.getpid(),
+            "host": here,
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+            "command": _command_line(),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(mine) + "\n").encode("utf-8"), 0)
+        os.fsync(fd)
+        return True
 
     def release(self) -> None:
-        """Remove the lock file if it is still ours."""
-        if not self.held:
+        if self._fd is None:
             return
-        self.held = False
-        holder = self._read()
-        if holder and holder.get("pid") == self._me["pid"] and holder.get("started") == self._me["started"]:
-            try:
-                os.remove(self.path)
-            except FileNotFoundError:
-                pass
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
 
     def __enter__(self) -> "DirectoryLock":
         return self.acquire()

@@ -156,15 +156,14 @@ def _dataset_in(argv: Sequence[str] | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_dataset_in(argv)).parse_args(argv)
-    from data_prep.locking import LockHeld
     from facevae.data.datasets import DataUnavailable
     from facevae.training.trainer import ExportConflict, NonFiniteLoss, ResumeConflict, fit
 
     try:
         config = config_from_args(args, _resume_base(args.resume) if args.resume else None)
         result = fit(config, resume=args.resume, verbose=0 if args.quiet else "auto")
-    except (ValueError, DataUnavailable, FileNotFoundError, FileExistsError, ExportConflict, ResumeConflict,
-            LockHeld) as error:
+    except (ValueError, DataUnavailable, FileNotFoundError, FileExistsError, ExportConflict, ResumeConflict) as error:
+        # ValueError includes data_prep's DataError: OutputLockedError (another process writes the run), ...
         print(f"{_PROG}: error: {error}", file=sys.stderr)
         return 2
     except NonFiniteLoss as error:

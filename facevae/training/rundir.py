@@ -8,7 +8,7 @@
         history.csv                  one row per finished epoch
         loss.png, metrics.json       written at the end of the run
         export -> <export_dir>/<run_name>   link to the SavedModel; the export holds .facevae-export.json
-        .lock                        pid and host of the process writing the run (data_prep.locking)
+        .lock                        held (flock) by the process writing the run: pid, host, command (data_prep.locking)
 
 ``resolve_model(path)`` turns a run directory, an export directory or a ``.keras`` file into a ``ModelSource``
 (what to load for Keras, what to load as a SavedModel, which config.json). No TensorFlow is imported here, so
@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 from data_prep import atomic
 
-__all__ = ["RunDir", "ModelSource", "resolve_model", "EXPORT_MARKER", "is_saved_model", "read_export_marker"]
+__all__ = ["RUN_LOCK", "RunDir", "ModelSource", "resolve_model", "EXPORT_MARKER", "is_saved_model", "read_export_marker"]
 
 EXPORT_MARKER = ".facevae-export.json"
+RUN_LOCK = ".lock"  # data_prep.locking.DirectoryLock of the process writing the run
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 _CHECKPOINT = re.compile(r"^epoch-(\d{3,})\.keras$")
 _LEGACY_TEMPORARY = re.compile(r"^epoch-\d{3,}\.keras\.tmp\.keras$")  # left by killed runs before rundir.py

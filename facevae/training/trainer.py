@@ -30,7 +30,8 @@ import numpy as np
 import tensorflow as tf
 
 from data_prep import atomic
-from data_prep.locking import DirectoryLock, LockHeld
+from data_prep.errors import OutputLockedError
+from data_prep.locking import DirectoryLock
 from facevae.analysis import plots
 from facevae.analysis.metrics import default_reconstruction_limit
 from facevae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -39,10 +40,10 @@ from facevae.export.serving import export_model
 from facevae.model.vae import FaceVAE
 from facevae.training import distributed
 from facevae.training.loop import EpochLoop, evaluate
-from facevae.training.rundir import RunDir, is_saved_model, read_export_marker
+from facevae.training.rundir import RUN_LOCK, RunDir, is_saved_model, read_export_marker
 from facevae.training.schedules import LearningRateSchedule
 
-__all__ = ["NonFiniteLoss", "ResumeConflict", "ExportConflict", "LockHeld", "TrainResult", "fit",
+__all__ = ["NonFiniteLoss", "ResumeConflict", "ExportConflict", "OutputLockedError", "TrainResult", "fit",
            "latest_checkpoint", "evaluate_reconstruction", "resume_changes"]
 
 
@@ -466,7 +467,7 @@ def fit(
     with the epoch it took effect from; anything else raises ResumeConflict. ``data`` overrides the datasets
     the config names (bring your own tf.data pipelines, batched by the global batch); ``callbacks`` are added
     to the built-in ones. Raises ``NonFiniteLoss`` when the training or validation loss stops being finite
-    (the last good checkpoint is kept), ``LockHeld`` when another process writes the run, ``ExportConflict``
+    (the last good checkpoint is kept), ``OutputLockedError`` when another process writes the run, ``ExportConflict``
     (before training) when the export path holds anything but this run's earlier export. Under a
     multi-worker strategy every worker calls ``fit``; only the chief writes the run directory and the export.
     """
@@ -479,13 +480,11 @@ def fit(
         run = RunDir(resume or os.path.join(config.train.output_dir, config.train.run_name))  # writes nothing
     elif resume:
         run = RunDir(resume)
-        lock = DirectoryLock(run.path, what="python -m facevae.train").acquire()
+        lock = DirectoryLock(run.path, flag="--resume", name=RUN_LOCK).acquire()
     else:
         run, created = _claim_new_run(config)
-        lock = DirectoryLock(run.path, what="python -m facevae.train").acquire()
+        lock = DirectoryLock(run.path, flag="--output-dir", name=RUN_LOCK).acquire()
     try:
-        if lock is not None and lock.note:
-            print(f"note: {lock.note}")
         export_dir = _export_path(config, run)
         if chief:
             _check_export_target(run, export_dir)

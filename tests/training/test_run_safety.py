@@ -15,7 +15,7 @@ import tensorflow as tf
 from data_prep import atomic
 from facevae import train
 from facevae.data.datasets import synthetic_datasets
-from facevae.training.rundir import EXPORT_MARKER, RunDir
+from facevae.training.rundir import EXPORT_MARKER, RUN_LOCK, RunDir
 from facevae.training.trainer import ExportConflict, NonFiniteLoss, fit
 
 pytestmark = pytest.mark.integration
@@ -71,17 +71,19 @@ def test_a_second_resume_of_a_run_gets_one_line_naming_the_holder(tiny_config, c
     run = RunDir(os.path.join(config.train.output_dir, "tiny"))
     os.makedirs(run.path)
     config.save(run.config)
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    holder = subprocess.Popen(  # another process holding the run's lock, as a training --resume of it would
+        [sys.executable, "-c", "import sys, time; from data_prep.locking import DirectoryLock; "
+         f"DirectoryLock({run.path!r}, name={RUN_LOCK!r}).acquire(); print('locked', flush=True); time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
     try:
-        with open(os.path.join(run.path, ".lock"), "w") as handle:
-            json.dump({"pid": holder.pid, "host": socket.gethostname(), "started": time.time(),
-                       "command": "python -m facevae.train"}, handle)
+        assert holder.stdout.readline().strip() == "locked"
         code = train.main(["--resume", run.path, "--quiet"])
     finally:
         holder.kill()
         holder.wait()
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and f"in use by pid {holder.pid} on {socket.gethostname()}" in err[0]
+    assert code == 2 and len(err) == 1, err
+    assert f"--resume {run.path}: in use by another writer (pid {holder.pid} on {socket.gethostname()}" in err[0]
     assert not os.path.exists(run.history)
 
 

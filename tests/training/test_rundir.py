@@ -1,16 +1,12 @@
-"""The run directory type, atomic writes, the directory lock, and the run-safety rules that need no training:
+"""The run directory type, atomic writes, and the run-safety rules that need no training:
 export targets (issue 15 items 1-2), default names (4), resume changes (7), checkpoint pruning (10), the
 summary line (15)."""
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import pytest
 
 from data_prep import atomic
-from data_prep.locking import DirectoryLock, LockHeld
 from facevae.config import preset
 from facevae.training.rundir import EXPORT_MARKER, RunDir, resolve_model
 
@@ -58,41 +54,6 @@ def test_remove_stale_removes_only_temporaries_this_module_names(tmp_path):
     removed = atomic.remove_stale(str(tmp_path))
     assert len(removed) == 2
     assert sorted(os.listdir(tmp_path)) == ["backup.tmp.keras", "notes.tmp"]
-
-
-# --- the lock ---------------------------------------------------------------------------------------------
-
-def test_a_second_writer_gets_one_line_naming_the_holder(tmp_path):
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        (tmp_path / ".lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
-                                                    "started": 0, "command": "python -m facevae.train"}))
-        with pytest.raises(LockHeld) as error:
-            DirectoryLock(str(tmp_path)).acquire()
-        message = str(error.value)
-        assert f"pid {holder.pid} on {socket.gethostname()}" in message and "\n" not in message
-        assert str(tmp_path / ".lock") in message
-    finally:
-        holder.kill()
-        holder.wait()
-
-
-def test_a_stale_lock_is_taken_over_with_a_note_and_released(tmp_path):
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    (tmp_path / ".lock").write_text(json.dumps({"pid": gone.pid, "host": socket.gethostname(), "started": 0}))
-    with DirectoryLock(str(tmp_path)) as lock:
-        assert "took over the stale lock" in lock.note and str(gone.pid) in lock.note
-        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
-        with pytest.raises(LockHeld, match=f"pid {os.getpid()}"):
-            DirectoryLock(str(tmp_path)).acquire()
-    assert not (tmp_path / ".lock").exists()
-
-
-def test_a_lock_of_another_host_is_never_taken_over(tmp_path):
-    (tmp_path / ".lock").write_text(json.dumps({"pid": 1, "host": "elsewhere", "started": 0}))
-    with pytest.raises(LockHeld, match="pid 1 on elsewhere"):
-        DirectoryLock(str(tmp_path)).acquire()
 
 
 # --- --model PATH -----------------------------------------------------------------------------------------
