@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import pathlib
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from data_prep import atomic, synthetic
+from data_prep import synthetic
 from data_prep.errors import DataError
 
 __all__ = ["register", "run", "write_faces"]
@@ -69,7 +70,9 @@ def _check(args: argparse.Namespace) -> None:
 
 
 def _write_atomically(path: pathlib.Path, data: bytes) -> None:
-    atomic.write_bytes(str(path), data)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, path)
 
 
 def _format(column: np.ndarray) -> list[str]:
