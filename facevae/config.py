@@ -43,7 +43,8 @@ LR_SCHEDULES = ("constant", "cosine")
 def flag(help: str, **options: Any) -> dict:
     """Field metadata that makes a config field a flag of ``python -m facevae.train`` (facevae.train builds the
     parser from it). ``help`` is the flag's text; options: ``flag`` (its name when not --FIELD-NAME), ``parse``
-    (``positive_int``, ``non_negative_int``, ``positive_float``, ``int``, ``float``, ``str``), ``choices``,
+    (``positive_int``, ``non_negative_int``, ``positive_float``, ``int``, ``float``, ``str``), ``choices`` (a
+    tuple, or a function returning one, called when the parser is built),
     ``none`` (what a None default means), ``also`` (another "section.field" set to the same value),
     ``switch`` (a flag without value that sets True), ``group`` (help section; default: the config's section),
     ``resume`` (True: may change on --resume, the change is recorded in config.json)."""

@@ -89,11 +89,14 @@ def build_parser(dataset: str = "synthetic") -> argparse.ArgumentParser:
         if meta.get("switch"):
             group.add_argument(spec.option, dest=spec.dest, action="store_true", default=None, help=text)
             continue
-        kwargs = {"choices": meta["choices"]} if "choices" in meta else {}
+        choices = meta.get("choices")
+        if callable(choices):  # a registry read when the parser is built (e.g. a function returning its names)
+            choices = tuple(choices())
+        kwargs = {"choices": choices} if choices is not None else {}
         parse = meta.get("parse")
         if parse is not None:
             kwargs["type"] = _PARSERS[parse]
-        elif "choices" in meta and all(isinstance(c, int) for c in meta["choices"]):
+        elif choices is not None and all(isinstance(c, int) for c in choices):
             kwargs["type"] = int
         group.add_argument(spec.option, dest=spec.dest, default=None, help=text, **kwargs)
     o = groups["output"]
