@@ -3,6 +3,7 @@
     <output_dir>/<run_name>/
         config.json                  the resolved RunConfig (and the changes made on --resume)
         checkpoints/epoch-NNN.keras  whole model with optimizer state (the last --keep-checkpoints, plus the best)
+        best_checkpoint.json         epoch and validation loss of the best checkpoint (kept through pruning)
         samples/epoch-NNN.png        held-out originals above reconstructions, then prior samples
         tensorboard/                 scalars (train/, validation/) and sample sheets (images/)
         history.csv                  one row per finished epoch
@@ -69,6 +70,7 @@ class RunDir:
     loss_plot = property(lambda self: os.path.join(self.path, "loss.png"))
     metrics = property(lambda self: os.path.join(self.path, "metrics.json"))
     export_link = property(lambda self: os.path.join(self.path, "export"))
+    best_checkpoint = property(lambda self: os.path.join(self.path, "best_checkpoint.json"))
 
     def exists(self) -> bool:
         """True once the run has written its config.json."""

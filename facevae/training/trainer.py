@@ -9,7 +9,7 @@ history row and TensorBoard records are written and flushed; then the checkpoint
 commit point). ``fit(resume=run_dir)`` continues from the newest committed checkpoint (epoch E) and first drops
 the history rows and TensorBoard records of epochs after E and the temporaries a killed run left, so a kill at
 any moment neither loses nor repeats an epoch. Only the last ``keep_checkpoints`` checkpoints are kept, plus
-the best by validation loss (``checkpoints/best.json``).
+the best by validation loss (``best_checkpoint.json``).
 
 Training runs under a tf.distribute strategy (``config.train.strategy``: one device, all local GPUs, or several
 machines; see facevae/training/distributed.py and docs/scaling.md) through one custom loop
@@ -209,8 +209,8 @@ class _EpochArtifacts(keras.callbacks.Callback):
 
 
 def _prune_checkpoints(run: RunDir, keep: int, epoch: int, val_loss: float | None) -> None:
-    """Keep the newest ``keep`` checkpoints (0: all) and the best by validation loss (checkpoints/best.json)."""
-    best_path = os.path.join(run.checkpoints_dir, "best.json")
+    """Keep the newest ``keep`` checkpoints (0: all) and the best by validation loss (best_checkpoint.json)."""
+    best_path = run.best_checkpoint
     best = _read_json(best_path) or {}
     if val_loss is not None and math.isfinite(val_loss) and val_loss < best.get("val_loss", math.inf):
         best = {"epoch": epoch, "val_loss": float(val_loss), "checkpoint": os.path.basename(run.checkpoint(epoch))}

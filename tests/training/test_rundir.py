@@ -169,7 +169,7 @@ def test_pruning_keeps_the_newest_and_the_best(tmp_path):
         open(run.checkpoint(epoch), "w").write("x")
         _prune_checkpoints(run, 3, epoch, loss)
     assert [e for e, _ in run.checkpoints()] == [2, 4, 5, 6]
-    assert json.load(open(os.path.join(run.checkpoints_dir, "best.json")))["epoch"] == 2
+    assert json.load(open(run.best_checkpoint))["epoch"] == 2
     open(run.checkpoint(7), "w").write("x")
     _prune_checkpoints(run, 0, 7, float("nan"))  # 0 keeps all; a NaN is never the best
     assert [e for e, _ in run.checkpoints()] == [2, 4, 5, 6, 7]
