@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Sequence
@@ -22,21 +21,14 @@ __all__ = ["build_parser", "resolve_model", "held_out_images", "main"]
 
 
 def resolve_model(path: str) -> tuple[str, str | None]:
-    """(path of the .keras file to load, the run directory's config.json or None) for ``--model``."""
-    from facevae.training.trainer import latest_checkpoint
+    """(path of the .keras file to load, the run directory's config.json or None) for ``--model``
+    (facevae.training.rundir.resolve_model: a run's newest checkpoint, an export's model.keras, or the file)."""
+    from facevae.training.rundir import resolve_model as resolve
 
-    if os.path.isfile(path) and path.endswith(".keras"):
-        return path, None
-    if not os.path.isdir(path):
-        raise ValueError(f"--model {path}: no such run directory, export directory or .keras file")
-    config = os.path.join(path, "config.json")
-    config = config if os.path.exists(config) else None
-    checkpoint, _ = latest_checkpoint(path)
-    if checkpoint:
-        return checkpoint, config
-    if os.path.exists(os.path.join(path, "model.keras")):
-        return os.path.join(path, "model.keras"), config
-    raise ValueError(f"--model {path}: holds neither checkpoints/epoch-NNN.keras nor model.keras")
+    source = resolve(path)
+    if source.keras is None:
+        raise ValueError(f"--model {path}: holds neither checkpoints/epoch-NNN.keras nor model.keras")
+    return source.keras, source.config
 
 
 def held_out_images(dataset: str, split: str, data_dir: str | None, image_size: int, channels: int,
@@ -129,10 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                   flows=model.config.flows)
     base = os.path.dirname(model_path) if config_path is None else os.path.dirname(config_path)
     output = args.output or os.path.join(base, f"eval-{args.split}", "metrics.json")
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(f"{output}.tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(f"{output}.tmp", output)
+    from data_prep import atomic
+
+    atomic.write_json(output, result)
     units = "nats" if LIKELIHOODS[model.config.likelihood].in_nats else "objective units"
     rows = [("images", f"{result['examples']}"), (f"-ELBO ({units})", f"{result['negative_elbo']:.3f}"),
             ("-ELBO bits/dim", f"{result['negative_elbo_bits_per_dim']:.4f}")]

@@ -51,10 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _write(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(f"{path}.tmp", "w") as f:
-        f.write(text)
-    os.replace(f"{path}.tmp", path)
+    from data_prep import atomic
+
+    atomic.write_text(path, text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,7 +27,6 @@ References:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -35,6 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data_prep import atomic
 from facevae.model import losses
 from facevae.flows import Flows
 
@@ -233,7 +233,6 @@ def plot_fit(result: FitResult, path: str, sigma: float = 1.0, points: int = 200
         axis.set_xticks([])
         axis.set_yticks([])
     figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(f"{path}.tmp.png", dpi=70)
-    os.replace(f"{path}.tmp.png", path)
+    with atomic.atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=70)
     return path
