@@ -40,13 +40,14 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
-from data_prep import mnist
+from data_prep import atomic, mnist
 from data_prep.errors import DataError
 from facevae import cli
 from facevae.analysis import metrics
 from facevae.analysis import plots
-from facevae.config import preset
+from facevae.config import FLOW_TYPES, preset
 from facevae.data.datasets import TrainingData
+from facevae.model.objective import LOSS
 from facevae.training.trainer import fit, latest_checkpoint
 
 __all__ = ["load_digit_splits", "training_data", "train_model", "evaluate_run", "main"]
@@ -105,7 +106,7 @@ class _Budget(keras.callbacks.Callback):
         self.began, self.previous, self.rows = time.perf_counter(), 0.0, []
 
     def on_train_batch_end(self, batch, logs=None):
-        mean = float(logs["loss"])  # running mean over the epoch's first batch+1 steps
+        mean = float(logs[LOSS])  # running mean over the epoch's first batch+1 steps
         self.rows.append(mean * (batch + 1) - self.previous * batch)
         self.previous = mean
         if self.spent + time.perf_counter() - self.began >= self.budget:
@@ -113,32 +114,16 @@ class _Budget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.spent += time.perf_counter() - self.began
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"seconds": self.spent, "epochs": epoch + 1}, f)
-        os.replace(tmp, self.path)
+        atomic.write_json(self.path, {"seconds": self.spent, "epochs": epoch + 1}, indent=None)
         with open(self.iterations, "a", newline="") as f:
             csv.writer(f).writerows([[r] for r in self.rows])
 
 
-class _CosineLearningRate(keras.callbacks.Callback):
-    """Adam's step size at optimizer step t: lr_t = lr (1 + cos(pi min(t / T, 1))) / 2, T = epochs * steps per epoch.
-
-    Read from the optimizer's own step counter, so a resumed run continues the same curve.
-    """
-
-    def __init__(self, base: float, total_steps: int):
-        super().__init__()
-        self.base, self.total = base, total_steps
-
-    def on_train_batch_begin(self, batch, logs=None):
-        progress = min(int(self.model.optimizer.iterations.numpy()) / self.total, 1.0)
-        self.model.optimizer.learning_rate.assign(self.base * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
 def train_model(flows: int, data: TrainingData, args) -> str:
     """Train (or resume) the K = ``flows`` model within the budget; returns its run directory."""
-    run_dir = os.path.join(args.runs, f"bmnist-K{flows}")
+    # planar keeps the study's original run names, so earlier runs resume
+    kind = "" if args.flow_type == "planar" else f"-{args.flow_type}"
+    run_dir = os.path.join(args.runs, f"bmnist{kind}-K{flows}")
     budget = _Budget(run_dir, args.budget_minutes * 60.0)
     done = json.load(open(budget.path))["epochs"] if os.path.exists(budget.path) else 0
     if (budget.spent >= budget.budget or done >= args.epochs) and latest_checkpoint(run_dir)[0]:
@@ -146,23 +131,21 @@ def train_model(flows: int, data: TrainingData, args) -> str:
         return run_dir
     config = preset("binarized_mnist")
     config.data.dataset = args.dataset
-    config.model.flows, config.model.flow_mode = flows, "amortized"
+    config.model.flows, config.model.flow_mode, config.model.flow_type = flows, "amortized", args.flow_type
     config.model.latent_dim = args.latent_dim
     config.model.decoder, config.model.pixel_filters, config.model.pixel_layers, config.model.pixel_window = (
         args.decoder, args.pixel_filters, args.pixel_layers, args.pixel_window)
     config.train.epochs, config.train.batch_size = args.epochs, args.batch_size
     config.train.learning_rate, config.train.kl_warmup_epochs = args.learning_rate, args.kl_warmup
+    config.train.lr_schedule = args.lr_schedule  # recorded in the run's config.json (facevae.training.schedules)
+    config.train.keep_checkpoints = 0  # --checkpoint-epoch may ask for any epoch
     config.train.seed, config.train.steps_per_epoch = args.seed, args.steps_per_epoch
     config.train.output_dir, config.train.run_name = args.runs, os.path.basename(run_dir)
     config.train.export_dir = os.path.join(args.runs, "saved_models")
     resume = run_dir if latest_checkpoint(run_dir)[0] else None
     if resume is None and os.path.exists(os.path.join(run_dir, "config.json")):
         os.remove(os.path.join(run_dir, "config.json"))  # an attempt that never finished an epoch
-    callbacks = [budget]
-    if args.lr_schedule == "cosine":
-        steps_per_epoch = args.steps_per_epoch or int(data.train.cardinality().numpy())
-        callbacks.append(_CosineLearningRate(args.learning_rate, args.epochs * steps_per_epoch))
-    fit(config, resume=resume, data=data, callbacks=callbacks, verbose=args.verbose)
+    fit(config, resume=resume, data=data, callbacks=[budget], verbose=args.verbose)
     return run_dir
 
 
@@ -221,8 +204,8 @@ def _figures(results: dict, test: np.ndarray, out: str) -> list[str]:
         axis.legend()
         figure.tight_layout()
         path = os.path.join(out, name)
-        figure.savefig(f"{path}.tmp.png", dpi=90)
-        os.replace(f"{path}.tmp.png", path)
+        with atomic.atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=90)
         written.append(path)
     return written
 
@@ -243,9 +226,7 @@ def _paired(result: dict, baseline: dict | None) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    with open(f"{path}.tmp", "w") as f:
-        f.write(text)
-    os.replace(f"{path}.tmp", path)
+    atomic.write_text(path, text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="static binarized MNIST, or IDX MNIST binarized dynamically (default: binarized_mnist)")
     p.add_argument("--data-dir", required=True, help="folder with binarized_mnist_*.mat (or the IDX .gz files)")
     p.add_argument("--flows", type=cli.non_negative_int, nargs="+", default=[0, 5, 10], help="K values (default: 0 5 10)")
+    p.add_argument("--flow-type", choices=FLOW_TYPES, default="planar",
+                   help="kind of each flow, a type registered in facevae.flows.registry (default: planar)")
     p.add_argument("--budget-minutes", type=cli.positive_float, default=60.0,
                    help="training wall-clock cap per model (default: 60)")
     p.add_argument("--epochs", type=cli.positive_int, default=30, help="epochs per model (default: 30)")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,23 +20,63 @@ __all__ = [
     "FLOW_MODES",
     "IMAGE_SIZES",
     "JIT_CHOICES",
+    "LR_SCHEDULES",
     "STRATEGIES",
     "LIKELIHOODS",
+    "FLOW_TYPES",
+    "likelihood_names",
+    "flow_type_names",
     "DataConfig",
     "ModelConfig",
     "TrainConfig",
     "RunConfig",
     "PRESETS",
     "preset",
+    "flag",
 ]
 
 DATASETS = DATASET_NAMES  # the registry of data_prep.sources is the one list of datasets
 IMAGE_SIZES = (28, 32, 64, 128, 256)
-LIKELIHOODS = ("gaussian", "mse", "bernoulli")
 FLOW_MODES = ("global", "amortized")
 DECODERS = ("conv", "pixelcnn")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 JIT_CHOICES = ("auto", "on", "off")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def flag(help: str, **options: Any) -> dict:
+    """Field metadata that makes a config field a flag of ``python -m facevae.train`` (facevae.train builds the
+    parser from it). ``help`` is the flag's text; options: ``flag`` (its name when not --FIELD-NAME), ``parse``
+    (``positive_int``, ``non_negative_int``, ``positive_float``, ``int``, ``float``, ``str``), ``choices`` (a
+    tuple, or a function returning one, called when the parser is built),
+    ``none`` (what a None default means), ``also`` (another "section.field" set to the same value),
+    ``switch`` (a flag without value that sets True), ``group`` (help section; default: the config's section),
+    ``resume`` (True: may change on --resume, the change is recorded in config.json)."""
+    return {"help": help, **options}
+
+
+def likelihood_names() -> tuple[str, ...]:
+    """The names in the likelihood registry, facevae.model.losses.LIKELIHOODS (imports TensorFlow)."""
+    from facevae.model.losses import LIKELIHOODS as registry
+
+    return tuple(registry)
+
+
+def flow_type_names() -> tuple[str, ...]:
+    """The names in the flow registry, facevae.flows.registry.FLOW_TYPES (imports TensorFlow)."""
+    from facevae.flows.registry import FLOW_TYPES as registry
+
+    return tuple(registry)
+
+
+# Names derived from the registries on first use (PEP 562), so that importing this module stays light.
+_DERIVED = {"LIKELIHOODS": likelihood_names, "FLOW_TYPES": flow_type_names}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DERIVED:
+        return _DERIVED[name]()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -63,10 +102,12 @@ class DataConfig:
     """
 
     dataset: str = "synthetic"
-    data_dir: str | None = None
-    image_size: int = 64
+    data_dir: str | None = field(default=None, metadata=flag(
+        "shards made by `python -m data_prep` (raw data is prepared on first use)", parse="str", none="none"))
+    image_size: int = field(default=64, metadata=flag(
+        "image side in pixels", parse="int", choices=IMAGE_SIZES, also="model.image_size"))
     channels: int = 3
-    train_count: int = 8000
+    train_count: int = field(default=8000, metadata=flag("built-in faces to train on", parse="positive_int"))
     validation_count: int = 1000
     binarize: str | None = None
     flip: bool = False
@@ -86,8 +127,10 @@ class ModelConfig:
     """Architecture and objective.
 
     latent_dim: size d of z. filters: encoder Conv2D widths (decoder mirrors them).
-    flows: number K of planar flows (0 = plain VAE); flow_mode: ``global`` (one
-    u, w, b per flow) or ``amortized`` (predicted per image by the encoder).
+    flows: number K of flows (0 = plain VAE); flow_type: a name in the flow registry
+    (facevae.flows.registry.FLOW_TYPES: ``planar``, ...; config.json files without it mean planar);
+    flow_mode: ``global`` (one set of parameters per flow, e.g. planar u, w, b) or ``amortized``
+    (predicted per image by the encoder).
     likelihood: ``gaussian`` (fixed ``sigma``, in pixel units of [0, 1]), ``bernoulli``
     (binary pixels, decoder gives logits), or ``mse``: the published face-VAE objective
     ``r_loss_factor * mean((x - x_hat)^2)``, a Gaussian with sigma^2 = D / (2 r_loss_factor).
@@ -99,17 +142,31 @@ class ModelConfig:
 
     image_size: int = 64
     channels: int = 3
-    latent_dim: int = 32
+    latent_dim: int = field(default=32, metadata=flag("latent size d", parse="positive_int"))
     filters: tuple[int, ...] = (32, 64, 64, 64)
-    flows: int = 0
-    flow_mode: str = "global"
-    likelihood: str = "gaussian"
-    sigma: float = 0.1
-    r_loss_factor: float = 10000.0
-    decoder: str = "conv"
-    pixel_filters: int = 32
-    pixel_layers: int = 0
-    pixel_window: int = 7
+    flows: int = field(default=0, metadata=flag("number K of flows on the latent; 0 = plain VAE", parse="non_negative_int"))
+    flow_mode: str = field(default="global", metadata=flag(
+        "'global': one set of parameters per flow; 'amortized': predicted per image by the encoder", choices=FLOW_MODES))
+    flow_type: str = field(default="planar", metadata=flag(
+        "kind of each of the K flows (facevae/flows/registry.py): planar y = z + u_hat tanh(w.z + b), radial "
+        "y = z + beta (z - z0) / (alpha + |z - z0|)", choices=flow_type_names))
+    likelihood: str = field(default="gaussian", metadata=flag(
+        "p(x|z): gaussian (fixed --sigma), bernoulli (binary pixels), mse (r_loss_factor * MSE, the published "
+        "face recipe)", choices=likelihood_names))
+    sigma: float = field(default=0.1, metadata=flag(
+        "Gaussian pixel noise std for --likelihood gaussian", parse="positive_float"))
+    r_loss_factor: float = field(default=10000.0, metadata=flag(
+        "weight of the MSE for --likelihood mse", parse="positive_float"))
+    decoder: str = field(default="conv", metadata=flag(
+        "p(x|z): conv (Conv2DTranspose blocks) or pixelcnn (autoregressive over pixels; binary single-channel "
+        "images, --likelihood bernoulli)", choices=DECODERS))
+    pixel_filters: int = field(default=32, metadata=flag(
+        "width of the pixelcnn masked convolutions", parse="positive_int"))
+    pixel_layers: int = field(default=0, metadata=flag(
+        "pixelcnn 3x3 layers after its first one; more see further up the image", parse="non_negative_int"))
+    pixel_window: int = field(default=7, metadata=flag(
+        "odd side of the pixelcnn's first masked kernel: 7 sees 24 earlier pixels, 5 sees 12, 3 sees 4; smaller "
+        "leaves more of the image to z", parse="positive_int"))
 
     def validate(self) -> None:
         _choice("image size", self.image_size, IMAGE_SIZES)
@@ -120,7 +177,8 @@ class ModelConfig:
         if self.flows < 0:
             raise ValueError(f"flows must be >= 0. Received: flows={self.flows!r}")
         _choice("flow mode", self.flow_mode, FLOW_MODES)
-        _choice("likelihood", self.likelihood, LIKELIHOODS)
+        _choice("flow type", self.flow_type, flow_type_names())
+        _choice("likelihood", self.likelihood, likelihood_names())
         _positive("sigma", self.sigma)
         _positive("r_loss_factor", self.r_loss_factor)
         _choice("decoder", self.decoder, DECODERS)
@@ -144,24 +202,55 @@ class TrainConfig:
     strategy: tf.distribute strategy, one of STRATEGIES (see facevae.training.distributed.make_strategy).
     mixed_precision: mixed_float16 on GPU, mixed_bfloat16 on CPU; sampling, flows and loss stay float32.
     jit_compile: XLA for the training step: "on", "off", or "auto" (on for GPU, off for CPU).
+    keep_checkpoints: the newest N checkpoints are kept, plus the best by validation loss (0: all).
+    lr_schedule: "constant" (learning_rate throughout) or "cosine": lr_t = learning_rate (1 + cos(pi min(t/T, 1))) / 2
+    at optimizer step t, T = epochs * steps per epoch (facevae.training.schedules).
     """
 
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 5e-4
-    kl_warmup_epochs: int = 0
-    seed: int = 0
-    output_dir: str = "runs"
-    run_name: str | None = None
-    steps_per_epoch: int | None = None
-    export_dir: str = "saved_models"
-    strategy: str = "auto"
-    mixed_precision: bool = False
-    jit_compile: str = "auto"
+    epochs: int = field(default=10, metadata=flag("epochs in all", parse="positive_int", group="training",
+                                                   resume=True))
+    batch_size: int = field(default=64, metadata=flag(
+        "images per step per replica; the global batch is this times the replica count", parse="positive_int",
+        group="training"))
+    learning_rate: float = field(default=5e-4, metadata=flag(
+        "Adam step size (the peak of --lr-schedule cosine)", parse="positive_float", group="training", resume=True))
+    lr_schedule: str = field(default="constant", metadata=flag(
+        "step size over training: 'constant', or 'cosine': lr_t = lr (1 + cos(pi t / T)) / 2 over the T = epochs "
+        "x steps-per-epoch optimizer steps", choices=LR_SCHEDULES, group="training", resume=True))
+    kl_warmup_epochs: int = field(default=0, metadata=flag(
+        "epochs over which the KL weight rises linearly from 0 to 1; 0 = off", flag="--kl-warmup",
+        parse="non_negative_int", group="training"))
+    seed: int = field(default=0, metadata=flag(
+        "seed of data order, initial weights and sampling", parse="int", group="training"))
+    output_dir: str = field(default="runs", metadata=flag("where run directories go", parse="str", group="output"))
+    run_name: str | None = field(default=None, metadata=flag(
+        "name of the run directory and export", parse="str", none="DATASET-YYYYMMDD-HHMMSS", group="output"))
+    steps_per_epoch: int | None = field(default=None, metadata=flag(
+        "cap on steps per epoch", parse="positive_int", none="one pass over the data", group="training",
+        resume=True))
+    export_dir: str = field(default="saved_models", metadata=flag(
+        "where the SavedModel goes, as EXPORT_DIR/RUN_NAME", parse="str", group="output", resume=True))
+    strategy: str = field(default="auto", metadata=flag(
+        "tf.distribute strategy: 'auto' = multiworker if TF_CONFIG names several workers, else mirrored if there "
+        "are several GPUs, else default; 'default' = one device; 'mirrored' = all local GPUs (or logical CPUs); "
+        "'multiworker' = MultiWorkerMirroredStrategy from TF_CONFIG", choices=STRATEGIES, group="hardware",
+        resume=True))
+    mixed_precision: bool = field(default=False, metadata=flag(
+        "compute in mixed_float16 on GPU / mixed_bfloat16 on CPU; sampling, flows, KL and loss stay float32",
+        switch=True, group="hardware"))
+    jit_compile: str = field(default="auto", metadata=flag(
+        "XLA-compile the training step: 'auto' = on with a GPU, off on CPU, where it measured slower",
+        choices=JIT_CHOICES, group="hardware", resume=True))
+    keep_checkpoints: int = field(default=3, metadata=flag(
+        "checkpoints kept: the newest N, plus the best by validation loss; 0 keeps all", parse="non_negative_int",
+        group="output", resume=True))
 
     def validate(self) -> None:
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("jit_compile", self.jit_compile, JIT_CHOICES)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not isinstance(self.keep_checkpoints, int) or self.keep_checkpoints < 0:
+            raise ValueError(f"keep_checkpoints must be an integer >= 0. Received: keep_checkpoints={self.keep_checkpoints!r}")
         if not isinstance(self.mixed_precision, bool):
             raise ValueError(f"mixed_precision must be True or False. Received: mixed_precision={self.mixed_precision!r}")
         _positive("epochs", self.epochs)
@@ -177,11 +266,16 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    """Everything one training run needs; saved as ``config.json`` in the run directory."""
+    """Everything one training run needs; saved as ``config.json`` in the run directory.
+
+    changes: what ``--resume`` changed, in order: [{"epoch": first epoch trained with it (1-based),
+    "changed": {"train.learning_rate": [old, new], ...}}].
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    changes: list = field(default_factory=list)
 
     def validate(self) -> "RunConfig":
         self.data.validate()
@@ -207,14 +301,14 @@ class RunConfig:
             data=DataConfig(**values.get("data", {})),
             model=ModelConfig(**model),
             train=TrainConfig(**values.get("train", {})),
+            changes=list(values.get("changes", [])),
         )
 
     def save(self, path: str) -> None:
-        """Write as JSON atomically (temporary name, then rename)."""
-        tmp = f"{path}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-        os.replace(tmp, path)
+        """Write as JSON atomically (data_prep.atomic: temporary name, fsync, rename)."""
+        from data_prep import atomic
+
+        atomic.write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str) -> "RunConfig":

@@ -28,7 +28,6 @@ KID (with its standard error) of the samples and of the reconstructions vs the o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Sequence
@@ -53,21 +52,14 @@ PROG = "python -m facevae.evaluate"
 
 
 def resolve_model(path: str) -> tuple[str, str | None]:
-    """(path of the .keras file to load, the run directory's config.json or None) for ``--model``."""
-    from facevae.training.trainer import latest_checkpoint
+    """(path of the .keras file to load, the run directory's config.json or None) for ``--model``
+    (facevae.training.rundir.resolve_model: a run's newest checkpoint, an export's model.keras, or the file)."""
+    from facevae.training.rundir import resolve_model as resolve
 
-    if os.path.isfile(path) and path.endswith(".keras"):
-        return path, None
-    if not os.path.isdir(path):
-        raise ValueError(f"--model {path}: no such run directory, export directory or .keras file")
-    config = os.path.join(path, "config.json")
-    config = config if os.path.exists(config) else None
-    checkpoint, _ = latest_checkpoint(path)
-    if checkpoint:
-        return checkpoint, config
-    if os.path.exists(os.path.join(path, "model.keras")):
-        return os.path.join(path, "model.keras"), config
-    raise ValueError(f"--model {path}: holds neither checkpoints/epoch-NNN.keras nor model.keras")
+    source = resolve(path)
+    if source.keras is None:
+        raise ValueError(f"--model {path}: holds neither checkpoints/epoch-NNN.keras nor model.keras")
+    return source.keras, source.config
 
 
 def held_out_images(dataset: str, split: str, data_dir: str | None, image_size: int, channels: int,
@@ -129,17 +121,12 @@ def default_split(dataset: str, data_dir: str | None, image_size: int, channels:
 
 
 def reports_bits_per_dim(likelihood: str) -> bool:
-    """Whether the objective of ``likelihood`` is a negative log-likelihood in nats, so that bits/dim means something.
+    """Whether the objective of ``likelihood`` is a negative log-likelihood in nats, so that bits/dim means something:
+    ``facevae.model.losses.LIKELIHOODS[name].in_nats`` (False for ``mse``: r_loss_factor * MSE + KL is not a density
+    of the pixels)."""
+    from facevae.model.losses import LIKELIHOODS
 
-    Uses ``facevae.model.losses.LIKELIHOODS[name].in_nats`` when that registry exists; otherwise every
-    likelihood but ``mse`` (r_loss_factor * MSE + KL is not a density of the pixels).
-    """
-    try:
-        from facevae.model.losses import LIKELIHOODS
-
-        return bool(LIKELIHOODS[likelihood].in_nats)
-    except (ImportError, AttributeError, KeyError, TypeError):
-        return likelihood != "mse"
+    return bool(LIKELIHOODS[likelihood].in_nats)
 
 
 def collect_images(batches, limit: int | None = None):
@@ -407,10 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result.update(_judge(args, model, batches, args.seed))
     base = os.path.dirname(model_path) if config_path is None else os.path.dirname(config_path)
     output = args.output or os.path.join(base, f"eval-{args.split}", "metrics.json")
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(f"{output}.tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(f"{output}.tmp", output)
+    from data_prep import atomic
+
+    atomic.write_json(output, result)
     units = "nats" if in_nats else "objective units"
     rows = [("images", f"{result['examples']}"), (f"-ELBO ({units})", f"{result['negative_elbo']:.3f}")]
     if in_nats:

@@ -1,6 +1,7 @@
-"""Fit planar flows to 2-D energy functions by reverse KL; print the loss and a grid-normalised KL.
+"""Fit flows (planar, radial, ...) to 2-D energy functions by reverse KL; print the loss and a grid-normalised KL.
 
     python -m facevae.flows2d --target two-gaussians --flows 15 --steps 3000
+    python -m facevae.flows2d --target u1 --flows 32 --flow-type radial
     python -m facevae.flows2d --target u1 u2 u3 u4 --flows 2 8 32 --steps 4000 \
         --figures docs/flows2d --results benchmarks/results/flows2d_u1-u4
 
@@ -24,16 +25,19 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from facevae.analysis.density2d import TARGETS
+    from facevae.config import FLOW_TYPES
 
     p = cli.ArgumentParser(
         prog="python -m facevae.flows2d",
-        description="Fit K planar flows on a N(0, I) base to an unnormalised 2-D density by reverse KL.",
+        description="Fit K flows on a N(0, I) base to an unnormalised 2-D density by reverse KL.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     p.add_argument("--target", nargs="+", choices=TARGETS, default=["two-gaussians"],
                    help="energy function(s) U (default: two-gaussians)")
-    p.add_argument("--flows", nargs="+", type=cli.positive_int, default=[15], help="number(s) K of planar flows (default: 15)")
+    p.add_argument("--flows", nargs="+", type=cli.positive_int, default=[15], help="number(s) K of flows (default: 15)")
+    p.add_argument("--flow-type", choices=FLOW_TYPES, default="planar",
+                   help="kind of each flow, a type registered in facevae.flows.registry (default: planar)")
     p.add_argument("--steps", type=cli.positive_int, default=3000, help="Adam steps (default: 3000)")
     p.add_argument("--batch", type=cli.positive_int, default=500, help="base draws per step (default: 500)")
     p.add_argument("--learning-rate", type=cli.positive_float, default=5e-3, help="Adam step size (default: 0.005)")
@@ -47,10 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _write(path: str, text: str) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(f"{path}.tmp", "w") as f:
-        f.write(text)
-    os.replace(f"{path}.tmp", path)
+    from data_prep import atomic
+
+    atomic.write_text(path, text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,13 +74,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             began = time.perf_counter()
             result = fit_flows(target, flows, steps=args.steps, batch=args.batch, learning_rate=args.learning_rate,
-                               seed=args.seed, sigma=args.sigma, kl_samples=args.kl_samples, progress=progress)
+                               seed=args.seed, sigma=args.sigma, kl_samples=args.kl_samples, progress=progress,
+                               flow_type=args.flow_type)
             bar.close()
-            name = f"{target}-K{flows}" + (f"-sigma{args.sigma:g}" if target == "two-gaussians" and args.sigma != 1 else "")
+            name = (f"{target}-K{flows}" + ("" if args.flow_type == "planar" else f"-{args.flow_type}")
+                    + (f"-sigma{args.sigma:g}" if target == "two-gaussians" and args.sigma != 1 else ""))
             figure = plot_fit(result, os.path.join(args.figures, f"{name}.png"), sigma=args.sigma)
-            row = {**result.summary(), "seconds": round(time.perf_counter() - began, 1), "figure": figure}
+            row = {**result.summary(), "flow_type": args.flow_type, "seconds": round(time.perf_counter() - began, 1),
+                   "figure": figure}
             rows.append(row)
-            print(f"{target} K={flows}: final loss {row['final_loss']:.4f} nats, "
+            print(f"{target} K={flows} {args.flow_type}: final loss {row['final_loss']:.4f} nats, "
                   f"KL(q||p) {row['kl']:.4f} +- {row['kl_stderr']:.4f} nats (log Z {row['log_z']:.4f}); {figure}")
     table = ["| target | K | steps | final loss (nats) | KL(q\\|\\|p) (nats) | +- s.e. | log Z (grid) | seconds |",
              "|---|---|---|---|---|---|---|---|"]

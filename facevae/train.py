@@ -9,165 +9,177 @@
     python -m facevae.train --dataset ffhq --data-dir gs://bucket/ffhq128 --strategy multiworker
         (on every machine, each with its own TF_CONFIG; see docs/scaling.md)
 
-Flags left out take the value of the dataset's preset (facevae.config.PRESETS).
+Flags left out take the value of the dataset's preset (facevae.config.PRESETS); `--dataset X --help` shows
+that preset's defaults. Every flag but --dataset, --resume and --quiet is a field of facevae.config, generated
+from the field's metadata (facevae.config.flag), so a new field is one line there.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from typing import Sequence
 
 from facevae import cli
-from facevae.config import (
-    DATASETS, DECODERS, FLOW_MODES, IMAGE_SIZES, JIT_CHOICES, LIKELIHOODS, PRESETS, STRATEGIES, RunConfig, preset,
-)
+from facevae.config import DATASETS, DataConfig, ModelConfig, RunConfig, TrainConfig, preset
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["build_parser", "config_from_args", "config_flags", "summary_line", "main"]
 
-# flag dest -> (section, field) of RunConfig
-_OVERRIDES = {
-    "data_dir": ("data", "data_dir"),
-    "train_count": ("data", "train_count"),
-    "latent_dim": ("model", "latent_dim"),
-    "flows": ("model", "flows"),
-    "flow_mode": ("model", "flow_mode"),
-    "likelihood": ("model", "likelihood"),
-    "sigma": ("model", "sigma"),
-    "r_loss_factor": ("model", "r_loss_factor"),
-    "decoder": ("model", "decoder"),
-    "pixel_filters": ("model", "pixel_filters"),
-    "pixel_layers": ("model", "pixel_layers"),
-    "pixel_window": ("model", "pixel_window"),
-    "epochs": ("train", "epochs"),
-    "batch_size": ("train", "batch_size"),
-    "learning_rate": ("train", "learning_rate"),
-    "kl_warmup": ("train", "kl_warmup_epochs"),
-    "steps_per_epoch": ("train", "steps_per_epoch"),
-    "seed": ("train", "seed"),
-    "output_dir": ("train", "output_dir"),
-    "run_name": ("train", "run_name"),
-    "export_dir": ("train", "export_dir"),
-    "strategy": ("train", "strategy"),
-    "mixed_precision": ("train", "mixed_precision"),
-    "jit_compile": ("train", "jit_compile"),
-}
+_PROG = "python -m facevae.train"
+_SECTIONS = (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
+_GROUPS = {"data": "data", "model": "model", "training": "training", "hardware": "hardware (docs/scaling.md)",
+           "output": "output"}
+_PARSERS = {"positive_int": cli.positive_int, "non_negative_int": cli.non_negative_int,
+            "positive_float": cli.positive_float, "int": int, "float": float, "str": str}
 
 
-def _preset_values(section: str, name: str) -> str:
-    values = {d: getattr(getattr(p, section), name) for d, p in PRESETS.items()}
-    if len(set(map(str, values.values()))) == 1:
-        return f"default: {next(iter(values.values()))}"
-    return "default per dataset: " + ", ".join(f"{d} {v}" for d, v in values.items())
+@dataclasses.dataclass(frozen=True, eq=False)
+class ConfigFlag:
+    """One command-line flag generated from a config field (metadata made by facevae.config.flag)."""
+
+    section: str
+    name: str
+    option: str
+    metadata: dict
+
+    @property
+    def dest(self) -> str:
+        return self.option[2:].replace("-", "_")
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def config_flags() -> list[ConfigFlag]:
+    """Every config field with a ``help`` in its metadata, as a flag, in field order."""
+    return [ConfigFlag(section, f.name, f.metadata.get("flag", "--" + f.name.replace("_", "-")), dict(f.metadata))
+            for section, cls in _SECTIONS for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def _default_text(spec: ConfigFlag, defaults: RunConfig) -> str:
+    value = getattr(getattr(defaults, spec.section), spec.name)
+    if value is None:
+        value = spec.metadata.get("none", "none")
+    elif isinstance(value, bool):
+        value = "on" if value else "off"
+    return f"default: {value}"
+
+
+def build_parser(dataset: str = "synthetic") -> argparse.ArgumentParser:
+    """The parser, with the defaults of ``dataset``'s preset shown in each flag's help."""
+    defaults = preset(dataset if dataset in DATASETS else "synthetic")
     p = cli.ArgumentParser(
-        prog="python -m facevae.train",
-        description="Train a convolutional VAE with K planar flows; writes a run directory and a SavedModel.",
+        prog=_PROG,
+        description="Train a convolutional VAE with K planar flows; writes a run directory and a SavedModel. "
+                    f"Defaults shown are those of --dataset {defaults.data.dataset} (--dataset NAME --help shows "
+                    "another's).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
-    d = p.add_argument_group("data")
-    d.add_argument("--dataset", choices=DATASETS, default="synthetic",
-                   help="which data and preset: 'synthetic' = built-in faces, no files needed (default: synthetic)")
-    d.add_argument("--data-dir", help="shards made by `python -m data_prep` (raw data is prepared on first use)")
-    d.add_argument("--image-size", type=int, choices=IMAGE_SIZES,
-                   help=f"image side in pixels ({_preset_values('data', 'image_size')})")
-    d.add_argument("--train-count", type=cli.positive_int,
-                   help=f"built-in faces to train on ({_preset_values('data', 'train_count')})")
-    m = p.add_argument_group("model")
-    m.add_argument("--latent-dim", type=cli.positive_int, help=f"latent size d ({_preset_values('model', 'latent_dim')})")
-    m.add_argument("--flows", type=cli.non_negative_int, help="number K of planar flows; 0 = plain VAE (default: 0)")
-    m.add_argument("--flow-mode", choices=FLOW_MODES,
-                   help="'global': one u, w, b per flow; 'amortized': predicted per image by the encoder (default: global)")
-    m.add_argument("--likelihood", choices=LIKELIHOODS,
-                   help=f"p(x|z): gaussian (fixed --sigma), bernoulli (binary pixels), mse (r_loss_factor * MSE, "
-                        f"the published face recipe) ({_preset_values('model', 'likelihood')})")
-    m.add_argument("--sigma", type=cli.positive_float, help="Gaussian pixel noise std for --likelihood gaussian (default: 0.1)")
-    m.add_argument("--r-loss-factor", type=cli.positive_float, help="weight of the MSE for --likelihood mse (default: 10000)")
-    m.add_argument("--decoder", choices=DECODERS,
-                   help="p(x|z): conv (Conv2DTranspose blocks) or pixelcnn (autoregressive over pixels; binary "
-                        "single-channel images, --likelihood bernoulli) (default: conv)")
-    m.add_argument("--pixel-filters", type=cli.positive_int, help="width of the pixelcnn masked convolutions (default: 32)")
-    m.add_argument("--pixel-layers", type=cli.non_negative_int,
-                   help="pixelcnn 3x3 layers after its first one; more see further up the image (default: 0)")
-    m.add_argument("--pixel-window", type=cli.positive_int,
-                   help="odd side of the pixelcnn's first masked kernel: 7 sees 24 earlier pixels, 5 sees 12, 3 "
-                        "sees 4; smaller leaves more of the image to z (default: 7)")
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=cli.positive_int, help=f"epochs in all ({_preset_values('train', 'epochs')})")
-    t.add_argument("--batch-size", type=cli.positive_int,
-                   help=f"images per step per replica; the global batch is this times the replica count "
-                        f"({_preset_values('train', 'batch_size')})")
-    t.add_argument("--learning-rate", type=cli.positive_float, help=f"Adam step size ({_preset_values('train', 'learning_rate')})")
-    t.add_argument("--kl-warmup", type=cli.non_negative_int,
-                   help="epochs over which the KL weight rises linearly from 0 to 1; 0 = off (default: 0)")
-    t.add_argument("--steps-per-epoch", type=cli.positive_int, help="cap on steps per epoch (default: one pass over the data)")
-    t.add_argument("--seed", type=int, help="seed of data order, initial weights and sampling (default: 0)")
-    h = p.add_argument_group("hardware (docs/scaling.md)")
-    h.add_argument("--strategy", choices=STRATEGIES,
-                   help="tf.distribute strategy: 'auto' = multiworker if TF_CONFIG names several workers, else "
-                        "mirrored if there are several GPUs, else default; 'default' = one device; 'mirrored' = all "
-                        "local GPUs (or logical CPUs); 'multiworker' = MultiWorkerMirroredStrategy from TF_CONFIG "
-                        "(default: auto)")
-    h.add_argument("--mixed-precision", action="store_true", default=None,
-                   help="compute in mixed_float16 on GPU / mixed_bfloat16 on CPU; sampling, flows, KL and loss "
-                        "stay float32 (default: off)")
-    h.add_argument("--jit-compile", choices=JIT_CHOICES,
-                   help="XLA-compile the training step: 'auto' = on with a GPU, off on CPU, where it measured "
-                        "slower (default: auto)")
-    o = p.add_argument_group("output")
-    o.add_argument("--output-dir", help="where run directories go (default: runs)")
-    o.add_argument("--run-name", help="name of the run directory and export (default: DATASET-YYYYMMDD-HHMMSS)")
-    o.add_argument("--export-dir", help="where the SavedModel goes, as EXPORT_DIR/RUN_NAME (default: saved_models)")
+    groups = {key: p.add_argument_group(title) for key, title in _GROUPS.items()}
+    groups["data"].add_argument(
+        "--dataset", choices=DATASETS, default=None,
+        help="which data and preset: 'synthetic' = built-in faces, no files needed (default: synthetic)")
+    for spec in config_flags():
+        meta = spec.metadata
+        group = groups[meta.get("group", spec.section)]
+        text = f"{meta['help']} ({_default_text(spec, defaults)})"
+        if meta.get("switch"):
+            group.add_argument(spec.option, dest=spec.dest, action="store_true", default=None, help=text)
+            continue
+        choices = meta.get("choices")
+        if callable(choices):  # a registry read when the parser is built (e.g. a function returning its names)
+            choices = tuple(choices())
+        kwargs = {"choices": choices} if choices is not None else {}
+        parse = meta.get("parse")
+        if parse is not None:
+            kwargs["type"] = _PARSERS[parse]
+        elif choices is not None and all(isinstance(c, int) for c in choices):
+            kwargs["type"] = int
+        group.add_argument(spec.option, dest=spec.dest, default=None, help=text, **kwargs)
+    o = groups["output"]
     o.add_argument("--resume", metavar="RUN_DIR",
-                   help="continue RUN_DIR from its last checkpoint with its config.json (only --epochs, --strategy "
-                        "and --jit-compile may change)")
+                   help="continue RUN_DIR from its last checkpoint with its config.json; flags marked changeable "
+                        "(--epochs, --learning-rate, --lr-schedule, --steps-per-epoch, --export-dir, "
+                        "--keep-checkpoints, --strategy, --jit-compile) may change, and config.json records the "
+                        "change with its first epoch; others are refused")
     o.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    """The dataset's preset with every given flag applied, validated."""
-    config = preset(args.dataset)
-    if args.image_size is not None:
-        config.data.image_size = config.model.image_size = args.image_size
-    for dest, (section, name) in _OVERRIDES.items():
-        value = getattr(args, dest)
-        if value is not None:
+def given_flags(args: argparse.Namespace) -> dict[ConfigFlag, object]:
+    """The config flags given on the command line, with their values."""
+    return {spec: getattr(args, spec.dest) for spec in config_flags() if getattr(args, spec.dest, None) is not None}
+
+
+def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    """``base`` (default: the dataset's preset) with every given flag applied, validated."""
+    config = RunConfig.from_dict(base.to_dict()) if base is not None else preset(args.dataset or "synthetic")
+    if base is not None and args.dataset is not None:
+        config.data.dataset = args.dataset
+    for spec, value in given_flags(args).items():
+        setattr(getattr(config, spec.section), spec.name, value)
+        also = spec.metadata.get("also")
+        if also:
+            section, name = also.split(".")
             setattr(getattr(config, section), name, value)
     return config.validate()
 
 
+def _resume_base(run_dir: str) -> RunConfig:
+    from facevae.training.rundir import RunDir
+
+    run = RunDir(run_dir)
+    if not run.exists():
+        raise FileNotFoundError(f"--resume {run_dir}: no config.json there; is it a run directory?")
+    return RunConfig.load(run.config)
+
+
+def summary_line(metrics: dict) -> str:
+    """The closing line: validation loss, reconstruction MSE against the mean image's (lower or higher), PSNR."""
+    ratio = metrics["mse_ratio"]
+    if ratio >= 1:
+        compared = f"{ratio:.1f}x lower"
+    else:
+        compared = f"{1 / ratio:.1f}x higher" if ratio > 0 else "higher"
+    from facevae.model.objective import LOSS
+
+    return (f"validation loss {metrics['validation'][LOSS]:.2f} nats/image; reconstruction MSE "
+            f"{metrics['reconstruction_mse']:.5f} vs mean-image MSE {metrics['mean_image_mse']:.5f} ({compared}), "
+            f"PSNR {metrics['psnr_db']:.1f} dB")
+
+
+def _dataset_in(argv: Sequence[str] | None) -> str:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--dataset")
+    known, _ = pre.parse_known_args(argv)
+    return known.dataset or "synthetic"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_dataset_in(argv)).parse_args(argv)
     from facevae.data.datasets import DataUnavailable
-    from facevae.training.trainer import NonFiniteLoss, fit
+    from facevae.training.trainer import ExportConflict, NonFiniteLoss, ResumeConflict, fit
 
     try:
-        config = config_from_args(args)
-    except ValueError as error:
-        print(f"python -m facevae.train: error: {error}", file=sys.stderr)
-        return 2
-    try:
-        resume_overrides = args.epochs or args.strategy or args.jit_compile
-        result = fit(config if not args.resume or resume_overrides else None, resume=args.resume,
-                     verbose=0 if args.quiet else "auto")
-    except (DataUnavailable, FileNotFoundError, FileExistsError) as error:
-        print(f"python -m facevae.train: error: {error}", file=sys.stderr)
+        config = config_from_args(args, _resume_base(args.resume) if args.resume else None)
+        result = fit(config, resume=args.resume, verbose=0 if args.quiet else "auto")
+    except (ValueError, DataUnavailable, FileNotFoundError, FileExistsError, ExportConflict, ResumeConflict) as error:
+        # ValueError includes data_prep's DataError: OutputLockedError (another process writes the run), ...
+        print(f"{_PROG}: error: {error}", file=sys.stderr)
         return 2
     except NonFiniteLoss as error:
-        print(f"python -m facevae.train: stopped: {error}", file=sys.stderr)
+        print(f"{_PROG}: stopped: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("\ninterrupted; continue from the last finished epoch with: "
               "python -m facevae.train --resume RUN_DIR (the run directory printed above)", file=sys.stderr)
         return 130
-    m = result.metrics
     print(f"export:        {result.export_dir}")
-    print(f"validation loss {m['validation']['loss']:.2f} nats/image; reconstruction MSE {m['reconstruction_mse']:.5f} "
-          f"vs mean-image MSE {m['mean_image_mse']:.5f} ({m['mse_ratio']:.1f}x lower), PSNR {m['psnr_db']:.1f} dB")
+    print(summary_line(result.metrics))
     print(f"samples:       {os.path.join(result.run_dir, 'samples')}  loss curve: {os.path.join(result.run_dir, 'loss.png')}")
     return 0
 

@@ -13,7 +13,8 @@ figures they live on the box |z1| <= 4, enforced by the wall (relu(|z1| - 4) / 0
 Also ``two-gaussians``: the normalised mixture 1/2 N((-1.5, -1.5), s^2 I) + 1/2 N((1.5, 1.5), s^2 I)
 (s = 1 by default), and ``ring``: U = ((||z|| - 2) / 0.2)^2 / 2.
 
-Fit: zK = f_K o ... o f_1(z0), z0 ~ N(0, I), planar f_k (a global ``PlanarFlows`` layer). The loss
+Fit: zK = f_K o ... o f_1(z0), z0 ~ N(0, I), f_k of one registered flow type (planar by default; a global
+``Flows`` layer). The loss
 
     L = E_z0 [ log N(z0; 0, I) - sum_k log|det J_k| + beta_t U(zK) ]  (nats; beta_t -> 1, annealed)
 
@@ -26,7 +27,6 @@ References:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -34,8 +34,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data_prep import atomic
 from facevae.model import losses
-from facevae.flows import PlanarFlows
+from facevae.flows import Flows
 
 __all__ = ["TARGETS", "GRID_EXTENT", "energy", "log_normaliser", "fit_flows", "FitResult", "kl_estimate",
            "flow_log_density", "plot_fit"]
@@ -115,20 +116,21 @@ class FitResult:
     kl_stderr: float
     log_z: float
     losses: list[float] = field(default_factory=list, repr=False)
-    layer: PlanarFlows | None = field(default=None, repr=False)
+    layer: Flows | None = field(default=None, repr=False)
+    flow_type: str = "planar"
 
     def summary(self) -> dict:
         return {"target": self.target, "flows": self.flows, "steps": self.steps, "final_loss": self.final_loss,
                 "kl": self.kl, "kl_stderr": self.kl_stderr, "log_z": self.log_z}
 
 
-def _sample_terms(layer: PlanarFlows, u: Callable, z0: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def _sample_terms(layer: Flows, u: Callable, z0: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(zK, log q(zK) [N], U(zK) [N]) for base draws z0 [N, 2]; log q = log N(z0) - sum log-det."""
     zk, log_det = layer(z0)
     return zk, losses.standard_normal_log_prob(z0) - log_det, u(zk)
 
 
-def kl_estimate(layer: PlanarFlows, u: Callable, log_z: float, samples: int = 100_000, seed: int = 1):
+def kl_estimate(layer: Flows, u: Callable, log_z: float, samples: int = 100_000, seed: int = 1):
     """(KL(q || p), its standard error): mean over draws of log q(zK) + U(zK) + log Z, nats."""
     z0 = tf.random.stateless_normal((samples, 2), seed=(seed, 0))
     _, log_q, energy_values = _sample_terms(layer, u, z0)
@@ -136,16 +138,10 @@ def kl_estimate(layer: PlanarFlows, u: Callable, log_z: float, samples: int = 10
     return float(per_draw.mean()), float(per_draw.std() / math.sqrt(samples))
 
 
-def _start_near_identity(layer: PlanarFlows, seed: int) -> None:
-    """u = softplus^-1(1) w / ||w||^2 + noise(0.01), so w.u_hat = softplus(w.u) - 1 = 0 and u_hat ~ noise.
-
-    Each flow then starts within 0.01 of the identity; the layer's own start (w.u_hat ~ -0.31, a mild
-    contraction per flow) compounds over deep stacks and slows K = 32 down.
-    """
-    rng = np.random.default_rng(seed)
-    w = layer.w.numpy()
-    u = np.log(np.expm1(1.0)) * w / np.sum(w * w, axis=1, keepdims=True)
-    layer.u.assign((u + 0.01 * rng.standard_normal(u.shape)).astype(np.float32))
+def _start_near_identity(layer: Flows, seed: int) -> None:
+    """Every flow of a built global layer starts near the identity, as its type's spec says
+    (``Flows.near_identity``; planar: w.u_hat = 0 plus noise 0.01)."""
+    layer.near_identity(seed)
 
 
 def fit_flows(
@@ -161,12 +157,14 @@ def fit_flows(
     kl_samples: int = 100_000,
     grid_points: int = 400,
     progress: Callable[[int, float], None] | None = None,
+    flow_type: str = "planar",
 ) -> FitResult:
-    """Fit K = ``flows`` planar flows to ``target`` by reverse KL with Adam; returns a FitResult.
+    """Fit K = ``flows`` flows of ``flow_type`` to ``target`` by reverse KL with Adam; returns a FitResult.
 
     beta_t = min(1, 0.01 + t / (anneal_fraction * steps)) multiplies U during the first steps (the
     paper's annealing); ``progress(step, loss)`` is called every 100 steps. ``identity_init`` starts
-    every flow near the identity map (see ``_start_near_identity``).
+    every flow near the identity map where its type's spec says how (``Flows.near_identity``; planar:
+w.u_hat = 0 plus noise 0.01, instead of the layer's mild contraction that compounds over deep stacks).
     """
     for name, value in (("flows", flows), ("steps", steps), ("batch", batch)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -175,7 +173,7 @@ def fit_flows(
         raise ValueError(f"anneal_fraction must be in [0, 1). Received: anneal_fraction={anneal_fraction!r}")
     keras.utils.set_random_seed(seed)
     u = energy(target, sigma)
-    layer = PlanarFlows(flows, 2, mode="global")
+    layer = Flows(flows, 2, mode="global", flow_type=flow_type)
     layer.build((None, 2))
     if identity_init:
         _start_near_identity(layer, seed)
@@ -200,10 +198,10 @@ def fit_flows(
     log_z = log_normaliser(u, grid_points)
     kl, stderr = kl_estimate(layer, u, log_z, kl_samples, seed + 1)
     final = float(np.mean(history[-100:]))
-    return FitResult(target, flows, steps, final, kl, stderr, log_z, history, layer)
+    return FitResult(target, flows, steps, final, kl, stderr, log_z, history, layer, flow_type)
 
 
-def flow_log_density(layer: PlanarFlows, points: np.ndarray) -> np.ndarray:
+def flow_log_density(layer: Flows, points: np.ndarray) -> np.ndarray:
     """log q(x) at points x [N, 2] = log N(z0) - sum_k log|det J_k(z_{k-1})|, z0 = f^{-1}(x) (numerical inverse)."""
     z0 = layer.inverse(tf.convert_to_tensor(points, tf.float32))
     _, log_det = layer(z0)
@@ -223,7 +221,7 @@ def plot_fit(result: FitResult, path: str, sigma: float = 1.0, points: int = 200
     figure = Figure(figsize=(9.6, 3.4))
     axes = figure.subplots(1, 3)
     for axis, image, title in ((axes[0], target, f"target {result.target}"),
-                               (axes[1], flow, f"flow density, K = {result.flows}")):
+                               (axes[1], flow, f"{result.flow_type} flow density, K = {result.flows}")):
         axis.imshow(image, origin="lower", extent=extent, cmap="viridis")
         axis.set_title(title, fontsize=9)
     axes[2].scatter(zk[:, 0], zk[:, 1], s=0.5, alpha=0.4)
@@ -235,7 +233,6 @@ def plot_fit(result: FitResult, path: str, sigma: float = 1.0, points: int = 200
         axis.set_xticks([])
         axis.set_yticks([])
     figure.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(f"{path}.tmp.png", dpi=70)
-    os.replace(f"{path}.tmp.png", path)
+    with atomic.atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=70)
     return path

@@ -26,6 +26,8 @@ from typing import Mapping
 
 import numpy as np
 
+from data_prep import atomic
+
 __all__ = [
     "INTERPOLATIONS",
     "AttributeVector",
@@ -245,11 +247,9 @@ def separation_auc(vector, latents: np.ndarray, labels) -> float:
 
 
 def _atomic_write(path: str, write) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)) or ".", exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as handle:
-        write(handle)
-    os.replace(tmp, path)
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            write(handle)
 
 
 def save_vector(path: str, vector: AttributeVector, extra: Mapping | None = None) -> str:

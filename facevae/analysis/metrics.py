@@ -1,7 +1,8 @@
 """Evaluation of a trained FaceVAE: negative ELBO, importance-weighted NLL, bits/dim, MSE and PSNR.
 
-Everything here calls the model's own encoder, flows and decoder (``FaceVAE.elbo_terms`` and
-``FaceVAE.log_importance_weights``); nothing re-implements the forward pass.
+Everything here calls the model's own encoder, flows and decoder (``FaceVAE.objective``, through
+``FaceVAE.elbo_terms`` with beta = 1, and ``FaceVAE.log_importance_weights``); nothing re-implements the
+forward pass.
 
 Importance-weighted NLL (Burda et al. 2015). With log-weights
 ``log w_s = log p(x|zK_s) + log p(zK_s) - log q0(z0_s|x) + sum_k log|det J_k|``, s = 1..S,
@@ -27,6 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 import tensorflow as tf
 
+from facevae.model.objective import LOSS
 from facevae.model.vae import FaceVAE
 
 __all__ = [
@@ -128,7 +130,7 @@ def _compiled_log_weights(model):
 
 def negative_elbo(model, images) -> tf.Tensor:
     """One-sample negative ELBO per image, -log p(x|zK) + log q0(z0|x) - sum log|det J| - log p(zK); [B] nats."""
-    return model.elbo_terms(tf.convert_to_tensor(images, tf.float32), training=False)["loss"]
+    return model.elbo_terms(tf.convert_to_tensor(images, tf.float32), training=False)[LOSS]
 
 
 def bits_per_dim(nats, num_dims: int):

@@ -6,11 +6,13 @@ written atomically: to a temporary name in the same folder, then renamed.
 from __future__ import annotations
 
 import csv
-import os
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
+
+from data_prep import atomic
+from facevae.model.objective import KL, LOSS, RECONSTRUCTION
 
 __all__ = ["to_uint8", "image_grid", "save_png", "save_image_grid", "sample_sheet", "plot_loss_curves", "read_history"]
 
@@ -45,10 +47,8 @@ def save_png(path: str, picture: np.ndarray, scale: int = 1) -> str:
     image = Image.fromarray(to_uint8(picture))
     if scale > 1:
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.png"
-    image.save(tmp)
-    os.replace(tmp, path)
+    with atomic.atomic_path(path) as tmp:
+        image.save(tmp)
     return path
 
 
@@ -82,7 +82,7 @@ def plot_loss_curves(history: dict[str, Sequence[float]], path: str, title: str 
     """Plot loss, reconstruction and KL per epoch (training and validation) into a PNG."""
     from matplotlib.figure import Figure  # no pyplot: the caller's backend (e.g. a notebook's) is left alone
 
-    names = [n for n in ("loss", "reconstruction", "kl") if n in history]
+    names = [n for n in (LOSS, RECONSTRUCTION, KL) if n in history]
     epochs = np.asarray(history.get("epoch", range(len(history[names[0]])))) + 1
     figure = Figure(figsize=(4 * len(names), 3.2))
     axes = figure.subplots(1, len(names))
@@ -97,7 +97,6 @@ def plot_loss_curves(history: dict[str, Sequence[float]], path: str, title: str 
         axis.legend()
     figure.suptitle(title)
     figure.tight_layout()
-    tmp = f"{path}.tmp.png"
-    figure.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic.atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=100)
     return path

@@ -2,11 +2,14 @@
 
     model = load_inference_model("runs/latent-demo")        # run directory: follows its ``export`` link
     model = load_inference_model("saved_models/latent-demo") # or the exported SavedModel itself
+    model = load_inference_model("runs/latent-demo/checkpoints/epoch-010.keras")  # or a .keras file
     z = model.encode(images)        # float32 [B, S, S, C] in [0, 1] -> [B, d], posterior mean through the flows
     x = model.decode(z)             # [B, d] -> [B, S, S, C] in [0, 1]
 
-Loading a path uses only ``tf.saved_model.load`` (no facevae training code is imported), so an
-exported model works on a machine that has TensorFlow and nothing else. TensorFlow itself is
+Paths resolve as for every CLI (facevae.training.rundir.resolve_model). Loading an export uses only
+``tf.saved_model.load`` (no facevae model or training code is imported), so an exported model works on a
+machine that has TensorFlow and nothing else; a ``.keras`` file (or a run without an export) is loaded
+with Keras. TensorFlow itself is
 imported only once the path has been checked, so a wrong path fails at once. ``from_keras(model)``
 wraps an in-memory ``FaceVAE`` in the same interface. Both work in batches of ``batch_size`` and
 return numpy arrays.
@@ -20,7 +23,6 @@ import numpy as np
 
 __all__ = ["InferenceModel", "ModelLoadError", "load_inference_model", "from_keras"]
 
-_SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 
 class ModelLoadError(ValueError):
@@ -83,34 +85,27 @@ class InferenceModel:
                 f"channels={self.channels}, latent_dim={self.latent_dim})")
 
 
-def _is_saved_model(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, name)) for name in _SAVED_MODEL_FILES)
+def _resolve(path: str):
+    """``--model PATH`` through facevae.training.rundir.resolve_model, errors as ModelLoadError."""
+    from facevae.training.rundir import resolve_model
 
-
-def _resolve(path: str) -> str:
-    """A run directory -> its export; a SavedModel directory -> itself; else ModelLoadError."""
-    if not os.path.exists(path):
-        raise ModelLoadError(f"model path {path!r} does not exist; pass a run directory or an exported SavedModel")
-    if not os.path.isdir(path):
-        raise ModelLoadError(f"model path {path!r} is a file; pass a run directory or an exported SavedModel directory")
-    if _is_saved_model(path):
-        return path
-    export = os.path.join(path, "export")
-    if os.path.isdir(export) and _is_saved_model(export):
-        return os.path.realpath(export)
-    if os.path.exists(os.path.join(path, "config.json")):
-        raise ModelLoadError(f"run directory {path!r} has no export (no 'export' link to a SavedModel); "
-                             "training writes it at the end of the run")
-    raise ModelLoadError(f"{path!r} is neither a run directory nor a SavedModel (no saved_model.pb)")
+    try:
+        return resolve_model(path)
+    except ValueError as error:
+        raise ModelLoadError(str(error)) from None
 
 
 def load_inference_model(path: str, batch_size: int = 256) -> InferenceModel:
-    """Load a run directory (its ``export``) or a SavedModel with ``tf.saved_model.load``.
+    """Load a run directory (its ``export``), a SavedModel (``tf.saved_model.load``) or a ``.keras`` file.
 
-    The SavedModel must have the ``encode`` (images -> {"z", ...}) and ``decode`` (z -> {"images"})
+    A run directory without an export, or a ``.keras`` file, is loaded with Keras (this imports the facevae
+    model code) and wrapped with ``from_keras``. The SavedModel must have the ``encode`` (images -> {"z", ...}) and ``decode`` (z -> {"images"})
     endpoints of ``facevae.export.serving.export_model``; shapes are read from their input signatures.
     """
-    directory = _resolve(os.fspath(path))
+    source = _resolve(os.fspath(path))
+    if source.saved_model is None:
+        return _load_keras(source.keras, batch_size)
+    directory = source.saved_model
     import tensorflow as tf
 
     try:
@@ -132,6 +127,21 @@ def load_inference_model(path: str, batch_size: int = 256) -> InferenceModel:
         image_size=size, channels=channels, latent_dim=latent_dim,
         source=directory, batch_size=batch_size,
     )
+
+
+def _load_keras(path: str, batch_size: int) -> InferenceModel:
+    import keras
+
+    from facevae.model.vae import FaceVAE  # noqa: F401  (registers the class for load_model)
+
+    try:
+        model = keras.models.load_model(path)
+    except Exception as error:  # noqa: BLE001 - any load failure is reported as one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(f"could not load the Keras model {path!r}: {first}") from None
+    wrapped = from_keras(model, batch_size)
+    wrapped.source = path
+    return wrapped
 
 
 def from_keras(model, batch_size: int = 256) -> InferenceModel:

@@ -8,17 +8,18 @@ Endpoints (all float32):
     sample(noise [B, d]) -> {"images"}: decode(noise); pass temperature * N(0, I) noise.
 
 The export holds the encoder, decoder and flows only (the training-time SeedGenerator
-state does not serialise through ``tf.saved_model.save``), is written to a temporary
-directory and renamed into place, and includes ``model.keras`` beside the SavedModel files.
+state does not serialise through ``tf.saved_model.save``), is built in a staging directory and
+renamed into place (data_prep.atomic.staged_directory), and includes ``model.keras`` beside the SavedModel files.
 """
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
+
+from data_prep import atomic
+from facevae.training.rundir import EXPORT_MARKER, is_saved_model
 
 __all__ = ["ENDPOINTS", "export_model", "load_export"]
 
@@ -26,8 +27,13 @@ ENDPOINTS = ("encode", "decode", "reconstruct", "sample")
 KERAS_FILE = "model.keras"
 
 
-def export_model(model, directory: str, include_keras: bool = True) -> str:
-    """Write ``model`` (a FaceVAE) as a SavedModel into ``directory`` atomically; returns the directory."""
+def export_model(model, directory: str, include_keras: bool = True, marker: dict | None = None) -> str:
+    """Write ``model`` (a FaceVAE) as a SavedModel into ``directory`` atomically; returns the directory.
+
+    An existing ``directory`` is replaced only if it is a SavedModel (anything else: FileExistsError);
+    ``marker`` (the run's identity) is written as ``.facevae-export.json`` so that a later export of the same
+    run recognises the directory as its own (facevae.training.rundir).
+    """
     config = model.config
     image_spec = tf.TensorSpec([None, config.image_size, config.image_size, config.channels], tf.float32, "images")
     latent_spec = tf.TensorSpec([None, config.latent_dim], tf.float32, "z")
@@ -56,23 +62,15 @@ def export_model(model, directory: str, include_keras: bool = True) -> str:
     )
 
     directory = os.path.abspath(directory)
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(directory)}.", dir=parent)
-    try:
+    if os.path.lexists(directory) and not (os.path.isdir(directory) and is_saved_model(directory)):
+        raise FileExistsError(f"export directory {directory} exists and is not a SavedModel; not replacing it "
+                              "(export elsewhere, or move it away)")
+    with atomic.staged_directory(directory) as staging:
         archive.write_out(staging, verbose=False)
         if include_keras:
             model.save(os.path.join(staging, KERAS_FILE))
-        if os.path.exists(directory):
-            old = f"{staging}.old"
-            os.replace(directory, old)
-            os.replace(staging, directory)
-            shutil.rmtree(old)
-        else:
-            os.replace(staging, directory)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        if marker is not None:
+            atomic.write_json(os.path.join(staging, EXPORT_MARKER), marker)
     return directory
 
 

@@ -1,18 +1,21 @@
-"""K planar flows as a Keras layer: zK = f_K o ... o f_1(z0), with sum_k log|det J_k(z_{k-1})|.
+"""K flows of one registered type as a Keras layer: zK = f_K o ... o f_1(z0), with sum_k log|det J_k(z_{k-1})|.
 
-Each f_k is a `PlanarFlow` (y = z + u_hat * tanh(w.z + b)). Its parameters are either
+``Flows(num_flows, latent_dim, mode, flow_type)`` stacks K flows of any type in facevae.flows.registry.FLOW_TYPES
+(planar, radial, ...). Each flow's parameters (named and shaped by the type's ``FlowSpec``) are either
 
-- "global": trainable weights u [K, d], w [K, d], b [K] shared by all examples, or
+- "global": trainable weights, one per parameter, of shape [K, *event] (planar: u [K, d], w [K, d], b [K]),
+  shared by all examples, or
 - "amortized": predicted per example from the encoder's features h [B, F] by one Dense layer
-  h -> K * (2d + 1) numbers, split into u [B, K, d], w [B, K, d], b [B, K] (the amortized planar
-  flow of the flow-VAE literature, e.g. the baseline of van den Berg et al. 2018).
+  h -> K * P numbers (P = the spec's numbers per flow; planar 2d + 1), split into [B, K, *event] per
+  parameter (the amortized flows of the flow-VAE literature, e.g. the baseline of van den Berg et al. 2018).
 
-Initialization (chosen so training starts from a tame, invertible map):
-  u ~ Normal(0, 0.01^2), w ~ Normal(0, 1/d) (so ||w|| is about 1), b = 0. Since w.u_hat =
-  softplus(w.u) - 1 is about -0.31 at w.u = 0, each flow starts as a mild contraction along w with
-  ||u_hat|| about 0.3, instead of the huge ||u_hat|| ~ 0.31 / ||w|| that a tiny w would give.
-  In amortized mode the Dense bias starts at exactly those values and its kernel is small
-  (truncated normal, variance 1e-4 / F), so per-example parameters start near a global flow.
+Initialization: each parameter starts at its spec's initial value (planar: u ~ Normal(0, 0.01^2),
+w ~ Normal(0, 1/d), b = 0, a mild invertible contraction). In amortized mode the Dense bias starts at
+exactly those values and its kernel is small (truncated normal, variance ``amortized_kernel_scale`` / F,
+1e-4 / F for planar), so per-example parameters start near a global flow.
+
+``PlanarFlows`` is ``Flows`` with flow_type="planar", kept under its registered name ``facevae>PlanarFlows`` so
+`.keras` files saved before the registry load unchanged (same weight names and order).
 
 References:
   Danilo Jimenez Rezende and Shakir Mohamed. Variational Inference with Normalizing Flows. ICML 2015.
@@ -25,21 +28,28 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facevae.flows.planar import PlanarFlow
+from facevae.config import FLOW_MODES
+from facevae.flows.registry import FLOW_TYPES, flow_spec
 
-__all__ = ["PlanarFlows"]
+__all__ = ["FLOW_MODES", "Flows", "PlanarFlows"]
 
-_MODES = ("global", "amortized")
+
+def _initializer(parameter, latent_dim: int):
+    stddev = parameter.stddev(latent_dim)
+    if stddev > 0:
+        return keras.initializers.RandomNormal(mean=parameter.mean, stddev=stddev)
+    return keras.initializers.Zeros() if parameter.mean == 0 else keras.initializers.Constant(parameter.mean)
 
 
 @keras.saving.register_keras_serializable(package="facevae")
-class PlanarFlows(keras.layers.Layer):
-    """A stack of K planar flows on a d-dimensional latent, with global or amortized parameters.
+class Flows(keras.layers.Layer):
+    """A stack of K flows of one registered type on a d-dimensional latent, with global or amortized parameters.
 
     Args:
       num_flows: K >= 0. With K = 0 the layer is the identity with log-det 0.
       latent_dim: d >= 1.
       mode: "global" (weights owned by the layer) or "amortized" (predicted from `features`).
+      flow_type: a name in facevae.flows.registry.FLOW_TYPES ("planar", ...).
       **kwargs: standard Layer arguments (name, dtype, ...).
 
     Call:
@@ -48,26 +58,38 @@ class PlanarFlows(keras.layers.Layer):
       sum_k log|det dz_k/dz_{k-1}|.
     """
 
-    def __init__(self, num_flows: int, latent_dim: int, mode: str = "global", **kwargs):
+    def __init__(self, num_flows: int, latent_dim: int, mode: str = "global", flow_type: str = "planar", **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_flows, bool) or not isinstance(num_flows, (int, np.integer)) or num_flows < 0:
             raise ValueError(f"num_flows must be an integer >= 0. Received: num_flows={num_flows!r}")
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, (int, np.integer)) or latent_dim < 1:
             raise ValueError(f"latent_dim must be an integer >= 1. Received: latent_dim={latent_dim!r}")
-        if mode not in _MODES:
-            raise ValueError(f"mode must be one of {list(_MODES)}. Received: mode={mode!r}")
+        if mode not in FLOW_MODES:
+            raise ValueError(f"mode must be one of {list(FLOW_MODES)}. Received: mode={mode!r}")
+        if flow_type not in FLOW_TYPES:
+            raise ValueError(f"flow_type must be one of {list(FLOW_TYPES)}. Received: flow_type={flow_type!r}")
         self.num_flows = int(num_flows)
         self.latent_dim = int(latent_dim)
         self.mode = mode
+        self.flow_type = flow_type
+        self.spec = flow_spec(flow_type)
         self.dense = None
 
     def _initial_params(self, shape, dtype=None):
-        """Initial (u, w, b) of all K flows flattened as [K * (2d + 1)]: the Dense bias initializer."""
+        """Initial parameters of all K flows flattened as [K * P]: the Dense bias initializer.
+
+        Each parameter's [K, size] block is drawn from the global Keras seed generator, in the spec's order.
+        """
         k, d = self.num_flows, self.latent_dim
-        u = keras.random.normal((k, d), stddev=0.01, dtype=dtype)
-        w = keras.random.normal((k, d), stddev=1.0 / np.sqrt(d), dtype=dtype)
-        b = keras.ops.zeros((k, 1), dtype=dtype)
-        return keras.ops.reshape(keras.ops.concatenate([u, w, b], axis=-1), shape)
+        blocks = []
+        for parameter in self.spec.parameters:
+            size = int(np.prod(parameter.event_shape(d)))
+            stddev = parameter.stddev(d)
+            if stddev > 0:
+                blocks.append(keras.random.normal((k, size), mean=parameter.mean, stddev=stddev, dtype=dtype))
+            else:
+                blocks.append(keras.ops.full((k, size), parameter.mean, dtype=dtype))
+        return keras.ops.reshape(keras.ops.concatenate(blocks, axis=-1), shape)
 
     def build(self, z0_shape, features_shape=None):
         if z0_shape[-1] is not None and z0_shape[-1] != self.latent_dim:
@@ -78,11 +100,10 @@ class PlanarFlows(keras.layers.Layer):
         if k == 0:
             return  # the identity: no weights, so optimizers see no gradient-less variables
         if self.mode == "global":
-            self.u = self.add_weight(shape=(k, d), initializer=keras.initializers.RandomNormal(stddev=0.01), name="u")
-            self.w = self.add_weight(
-                shape=(k, d), initializer=keras.initializers.RandomNormal(stddev=1.0 / np.sqrt(d)), name="w"
-            )
-            self.b = self.add_weight(shape=(k,), initializer="zeros", name="b")
+            for parameter in self.spec.parameters:
+                weight = self.add_weight(shape=(k, *parameter.event_shape(d)),
+                                         initializer=_initializer(parameter, d), name=parameter.name)
+                setattr(self, parameter.name, weight)
         else:
             if features_shape is None or features_shape[-1] is None:
                 raise ValueError(
@@ -90,27 +111,39 @@ class PlanarFlows(keras.layers.Layer):
                     f"Received: features shape {features_shape}"
                 )
             self.dense = keras.layers.Dense(
-                k * (2 * d + 1),
-                kernel_initializer=keras.initializers.VarianceScaling(scale=1e-4, distribution="truncated_normal"),
+                k * self.spec.size(d),
+                kernel_initializer=keras.initializers.VarianceScaling(
+                    scale=self.spec.amortized_kernel_scale, distribution="truncated_normal"),
                 bias_initializer=self._initial_params,
                 dtype=self.dtype_policy,
                 name="flow_params",
             )
             self.dense.build(tuple(features_shape))
 
-    def _flows(self, features) -> list[PlanarFlow]:
+    def _flows(self, features) -> list:
         """The K bijectors, built from the current weight values (so the tape sees the reads)."""
         k, d = self.num_flows, self.latent_dim
         if k == 0:
             return []
+        names = [p.name for p in self.spec.parameters]
         if self.mode == "global":
-            u, w, b = (tf.convert_to_tensor(v.value) for v in (self.u, self.w, self.b))
-            return [PlanarFlow(u[i], w[i], b[i], name=f"planar_flow_{i}") for i in range(k)]
-        if features is None:
-            raise ValueError("mode='amortized' requires `features` [B, F]. Received: features=None")
-        params = tf.reshape(self.dense(features), (-1, k, 2 * d + 1))
-        u, w, b = params[..., :d], params[..., d : 2 * d], params[..., 2 * d]
-        return [PlanarFlow(u[:, i], w[:, i], b[:, i], name=f"planar_flow_{i}") for i in range(k)]
+            values = {name: tf.convert_to_tensor(getattr(self, name).value) for name in names}
+            per_flow = [{name: value[i] for name, value in values.items()} for i in range(k)]
+        else:
+            if features is None:
+                raise ValueError("mode='amortized' requires `features` [B, F]. Received: features=None")
+            params = tf.reshape(self.dense(features), (-1, k, self.spec.size(d)))
+            values, start = {}, 0
+            for parameter in self.spec.parameters:
+                if parameter.event_rank == 0:
+                    values[parameter.name] = params[..., start]
+                    start += 1
+                else:
+                    values[parameter.name] = params[..., start : start + d]
+                    start += d
+            per_flow = [{name: value[:, i] for name, value in values.items()} for i in range(k)]
+        bijector = self.spec.bijector
+        return [bijector(**kwargs, name=f"{self.flow_type}_flow_{i}") for i, kwargs in enumerate(per_flow)]
 
     def call(self, z0: tf.Tensor, features: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
         """z0 [B, d] (and features [B, F]) -> (zK [B, d], sum_k log|det J_k| [B])."""
@@ -131,10 +164,33 @@ class PlanarFlows(keras.layers.Layer):
             z = flow.inverse(z)
         return z
 
+    def near_identity(self, seed: int) -> None:
+        """Move a built global layer's weights so every flow starts near the identity, where the spec says how."""
+        if self.spec.near_identity is not None and self.num_flows > 0:
+            self.spec.near_identity(self, np.random.default_rng(seed))
+
     def compute_output_shape(self, z0_shape, features_shape=None):
         return tuple(z0_shape), tuple(z0_shape[:-1])
 
     def get_config(self):
         config = super().get_config()
-        config.update({"num_flows": self.num_flows, "latent_dim": self.latent_dim, "mode": self.mode})
+        config.update({"num_flows": self.num_flows, "latent_dim": self.latent_dim, "mode": self.mode,
+                       "flow_type": self.flow_type})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="facevae")
+class PlanarFlows(Flows):
+    """``Flows`` with flow_type="planar": K planar flows y = z + u_hat tanh(w.z + b) (see facevae.flows.planar).
+
+    Kept under its registered name ``facevae>PlanarFlows``, with the same config (num_flows, latent_dim, mode)
+    and weights, so `.keras` files saved before the generic layer load unchanged.
+    """
+
+    def __init__(self, num_flows: int, latent_dim: int, mode: str = "global", **kwargs):
+        super().__init__(num_flows, latent_dim, mode=mode, flow_type="planar", **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        del config["flow_type"]
         return config

@@ -5,15 +5,24 @@ objective is in the published recipe's own units). Images x are float in [0, 1] 
 shape [B, H, W, C]; latents are [B, d]. The decoder's raw output is ``logits``:
 the Bernoulli likelihood uses them as logits, the Gaussian ones use
 ``sigmoid(logits)`` as the mean image.
+
+``LIKELIHOODS`` is the one registry of p(x|z): name -> ``Likelihood`` (its -log p(x|z) from the images, the
+decoder's logits and the ``ModelConfig``, a one-line description, and whether it is in nats). Config
+validation, the ``--likelihood`` choices and ``FaceVAE`` all read it; a new likelihood is a function here
+and one entry there.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import tensorflow as tf
 
 __all__ = [
     "LOG_2PI",
+    "Likelihood",
+    "LIKELIHOODS",
     "bernoulli_nll",
     "gaussian_nll",
     "mse_objective",
@@ -53,17 +62,41 @@ def mse_objective(x: tf.Tensor, logits: tf.Tensor, r_loss_factor: float) -> tf.T
     return r_loss_factor * tf.reduce_mean(squared, axis=1)
 
 
+@dataclass(frozen=True)
+class Likelihood:
+    """One entry of the likelihood registry.
+
+    nll(x, logits, config) -> -log p(x|z) per example [B]; ``config`` is the ModelConfig (or anything with the
+    fields the entry reads, e.g. ``sigma``). in_nats: False for objectives that are a log-likelihood only up to
+    scale and constant (``mse``). description: the one line shown by ``--help``.
+    """
+
+    nll: Callable[[tf.Tensor, tf.Tensor, Any], tf.Tensor]
+    description: str
+    in_nats: bool = True
+
+
+LIKELIHOODS: dict[str, Likelihood] = {
+    "gaussian": Likelihood(lambda x, logits, c: gaussian_nll(x, logits, c.sigma), "gaussian (fixed --sigma)"),
+    "mse": Likelihood(lambda x, logits, c: mse_objective(x, logits, c.r_loss_factor),
+                      "mse (r_loss_factor * MSE, the published face recipe)", in_nats=False),
+    "bernoulli": Likelihood(lambda x, logits, c: bernoulli_nll(x, logits), "bernoulli (binary pixels)"),
+}
+
+
+@dataclass(frozen=True)
+class _Scales:
+    sigma: float
+    r_loss_factor: float
+
+
 def reconstruction_loss(
     likelihood: str, x: tf.Tensor, logits: tf.Tensor, sigma: float = 0.1, r_loss_factor: float = 1e4
 ) -> tf.Tensor:
-    """-log p(x|z) for ``likelihood`` in ('bernoulli', 'gaussian', 'mse'); shape [B]."""
-    if likelihood == "bernoulli":
-        return bernoulli_nll(x, logits)
-    if likelihood == "gaussian":
-        return gaussian_nll(x, logits, sigma)
-    if likelihood == "mse":
-        return mse_objective(x, logits, r_loss_factor)
-    raise ValueError(f"Unknown likelihood {likelihood!r}; expected one of ['bernoulli', 'gaussian', 'mse']")
+    """-log p(x|z) for ``likelihood``, a name in LIKELIHOODS; shape [B]."""
+    if likelihood not in LIKELIHOODS:
+        raise ValueError(f"Unknown likelihood {likelihood!r}; expected one of {list(LIKELIHOODS)}")
+    return LIKELIHOODS[likelihood].nll(x, logits, _Scales(sigma, r_loss_factor))
 
 
 def diagonal_gaussian_log_prob(z: tf.Tensor, mean: tf.Tensor, log_var: tf.Tensor) -> tf.Tensor:

@@ -1,4 +1,4 @@
-"""The convolutional VAE with planar flows on its latent: encoder, decoder and ``FaceVAE``.
+"""The convolutional VAE with normalizing flows (planar, radial, ...) on its latent: encoder, decoder and ``FaceVAE``.
 
 Encoder: 4 x [Conv2D(3x3, stride 2, 'same') -> BatchNorm (fused kernel) -> LeakyReLU], Flatten, then
 Dense heads for the posterior mean and log-variance. Decoder: Dense -> Reshape ->
@@ -23,9 +23,10 @@ import keras
 import tensorflow as tf
 
 from facevae.model import losses
+from facevae.model.objective import LOSS_TERMS, Objective
 from facevae.model.batchnorm import FusedBatchNormalization
 from facevae.config import ModelConfig
-from facevae.flows import PlanarFlows
+from facevae.flows import Flows
 from facevae.model.pixelcnn import AutoregressiveDecoder
 
 __all__ = ["build_encoder", "build_decoder", "GaussianSampler", "FaceVAE"]
@@ -111,14 +112,14 @@ def _images(data):
 
 @keras.saving.register_keras_serializable(package="facevae")
 class FaceVAE(keras.Model):
-    """Convolutional VAE with K planar flows on the latent (K = 0: plain VAE).
+    """Convolutional VAE with K flows of ``config.flow_type`` on the latent (K = 0: plain VAE).
 
     Args:
         config: a ``ModelConfig`` or the dict of one (as ``get_config`` stores it).
         seed: seed of the sampling noise (None: random).
 
     ``call(images)`` returns the deterministic reconstruction decode(f(mean)).
-    Metrics reported by fit/evaluate: loss, reconstruction, kl, log_det (means over examples).
+    Metrics reported by fit/evaluate: the ``LOSS_TERMS`` of ``objective`` (means over examples).
     """
 
     def __init__(self, config: ModelConfig | dict, seed: int | None = None, **kwargs: Any):
@@ -136,14 +137,13 @@ class FaceVAE(keras.Model):
         else:
             self.decoder = build_decoder(config)
         # Sampling and flows run in float32 whatever the global dtype policy (mixed precision).
-        self.flows = PlanarFlows(config.flows, config.latent_dim, mode=config.flow_mode, name="flows", dtype="float32")
+        self.flows = Flows(config.flows, config.latent_dim, mode=config.flow_mode, flow_type=config.flow_type,
+                           name="flows", dtype="float32")
         self.sampler = GaussianSampler(seed, name="sampler", dtype="float32")
         self.kl_weight = self.add_weight(
             shape=(), initializer="ones", trainable=False, name="kl_weight"
         )
-        self.trackers = {
-            name: keras.metrics.Mean(name=name) for name in ("loss", "reconstruction", "kl", "log_det")
-        }
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
         # Every weight exists once the constructor returns (the encoder and decoder are functional).
         self.flows.build((None, config.latent_dim), (None, self.encoder.outputs[2].shape[-1]))
         self.built = True
@@ -201,14 +201,17 @@ class FaceVAE(keras.Model):
         return self.decode(z, training=training)
 
     # ----- the objective ----------------------------------------------------------------
-    def elbo_terms(self, images, training: bool = False, noise=None) -> dict[str, tf.Tensor]:
-        """One-sample ELBO terms per example, each [B] in nats.
+    def objective(self, images, training: bool = False, noise=None, kl_weight=None) -> Objective:
+        """The one-sample objective per example: every training path and the evaluation call this.
 
-        ``noise`` [B, d]: the standard-normal eps of z0 = mean + exp(log_var / 2) * eps (drawn here if None).
+        images [B, S, S, C] in [0, 1]; ``noise`` [B, d]: the standard-normal eps of
+        z0 = mean + exp(log_var / 2) * eps (drawn here if None); ``kl_weight``: beta in
+        loss = reconstruction + beta * kl, by default the warm-up weight ``self.kl_weight`` when
+        ``training`` and 1 otherwise (then loss is the negative ELBO).
 
-        reconstruction = -log p(x|zK); log_q0 = log q0(z0|x); log_det = sum_k log|det J_k|;
-        log_prior = log p(zK); kl = log_q0 - log_det - log_prior; loss = reconstruction + kl;
-        also the draws z0 and zk, each [B, d].
+        Returns an ``Objective`` of [B] tensors (nats): reconstruction = -log p(x|zK); log_q0 = log q0(z0|x);
+        log_det = sum_k log|det J_k|; log_prior = log p(zK); kl = log_q0 - log_det - log_prior; loss; and the
+        draws z0, zk [B, d].
         """
         mean, log_var, features = self.posterior(images, training=training)
         z0, _ = self.sampler(mean, log_var, noise=noise)
@@ -218,16 +221,15 @@ class FaceVAE(keras.Model):
         log_q0 = losses.diagonal_gaussian_log_prob(z0, mean, log_var)
         log_prior = losses.standard_normal_log_prob(zk)
         kl = log_q0 - log_det - log_prior
-        return {
-            "reconstruction": reconstruction,
-            "log_q0": log_q0,
-            "log_det": log_det,
-            "log_prior": log_prior,
-            "kl": kl,
-            "loss": reconstruction + kl,
-            "z0": z0,
-            "zk": zk,
-        }
+        if kl_weight is None and training:
+            kl_weight = self.kl_weight
+        weighted_kl = kl if kl_weight is None else tf.cast(kl_weight, kl.dtype) * kl
+        return Objective(loss=reconstruction + weighted_kl, reconstruction=reconstruction, kl=kl, log_det=log_det,
+                         log_q0=log_q0, log_prior=log_prior, z0=z0, zk=zk)
+
+    def elbo_terms(self, images, training: bool = False, noise=None) -> dict[str, tf.Tensor]:
+        """``objective`` with beta = 1 (loss = the negative ELBO) as a dict of its fields, each [B] (z0, zk [B, d])."""
+        return self.objective(images, training=training, noise=noise, kl_weight=1.0)._asdict()
 
     def log_importance_weights(self, images, num_samples: int):
         """log w_s = log p(x|zK_s) + log p(zK_s) - log q0(z0_s|x) + sum_k log|det J_k|; shape [S, B].
@@ -255,32 +257,29 @@ class FaceVAE(keras.Model):
         return tf.reshape(flat, [num_samples, batch]) - log_q0
 
     def _reconstruction(self, images, logits):
-        c = self.config
-        return losses.reconstruction_loss(c.likelihood, images, logits, c.sigma, c.r_loss_factor)
+        """-log p(x|z) per example [B] from the likelihood registry entry named by the config."""
+        return losses.LIKELIHOODS[self.config.likelihood].nll(images, logits, self.config)
 
     # ----- Keras training protocol ------------------------------------------------------
     @property
     def metrics(self):
         return list(self.trackers.values())
 
-    def _update_trackers(self, terms, loss):
-        self.trackers["loss"].update_state(loss)
-        for name in ("reconstruction", "kl", "log_det"):
-            self.trackers[name].update_state(tf.reduce_mean(terms[name]))
+    def _update_trackers(self, terms: Objective):
+        for name, value in terms.terms().items():
+            self.trackers[name].update_state(tf.reduce_mean(value))
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def train_step(self, data):
-        images = _images(data)
         with tf.GradientTape() as tape:
-            terms = self.elbo_terms(images, training=True)
-            loss = tf.reduce_mean(terms["reconstruction"] + self.kl_weight * terms["kl"])
+            terms = self.objective(_images(data), training=True)
+            loss = tf.reduce_mean(terms.loss)
         gradients = tape.gradient(loss, self.trainable_variables)
         self.optimizer.apply(gradients, self.trainable_variables)
-        return self._update_trackers(terms, loss)
+        return self._update_trackers(terms)
 
     def test_step(self, data):
-        terms = self.elbo_terms(_images(data), training=False)
-        return self._update_trackers(terms, tf.reduce_mean(terms["loss"]))
+        return self._update_trackers(self.objective(_images(data), training=False))
 
     def get_config(self) -> dict:
         values = asdict(self.config)

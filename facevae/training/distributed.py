@@ -1,7 +1,7 @@
 """tf.distribute for facevae: choosing the strategy, precision and XLA, and the distributed step.
 
 One training step serves every strategy (default, MirroredStrategy, MultiWorkerMirroredStrategy):
-each replica computes per-example losses on its share of the global batch, and
+each replica computes the per-example objective (``FaceVAE.objective``) on its share of the global batch, and
 
     loss = sum_i [reconstruction_i + beta * kl_i] / N_global
 
@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from facevae.config import JIT_CHOICES, STRATEGIES
+from facevae.model.objective import LOSS_TERMS
 
 __all__ = [
     "STRATEGIES",
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 # Per-step sums returned by the steps; means are sums / count.
-SUMMED = ("loss", "reconstruction", "kl", "log_det", "count")
+SUMMED = (*LOSS_TERMS, "count")
 
 
 def _cluster_size() -> int:
@@ -126,9 +127,10 @@ def _images(batch):
     return batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
-def _sums(terms: dict, weighted: tf.Tensor, count: tf.Tensor) -> dict:
-    values = {name: tf.reduce_sum(tf.cast(terms[name], tf.float32)) for name in ("reconstruction", "kl", "log_det")}
-    return {"loss": tf.reduce_sum(weighted), **values, "count": tf.cast(count, tf.float32)}
+def _sums(terms, count: tf.Tensor) -> dict:
+    """Sums over this replica's examples of the LOSS_TERMS of an ``Objective``, and the example count."""
+    sums = {name: tf.reduce_sum(tf.cast(value, tf.float32)) for name, value in terms.terms().items()}
+    return {**sums, "count": tf.cast(count, tf.float32)}
 
 
 def make_train_step(model, strategy: tf.distribute.Strategy, seed: int, jit_compile: bool = False):
@@ -143,12 +145,11 @@ def make_train_step(model, strategy: tf.distribute.Strategy, seed: int, jit_comp
 
     def gradients(images, noise, global_count):
         with tf.GradientTape() as tape:
-            terms = model.elbo_terms(images, training=True, noise=noise)
-            per_example = terms["reconstruction"] + tf.cast(model.kl_weight, tf.float32) * terms["kl"]
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_count)
+            terms = model.objective(images, training=True, noise=noise)
+            loss = tf.nn.compute_average_loss(terms.loss, global_batch_size=global_count)
             target = optimizer.scale_loss(loss) if scaled else loss
         grads = tape.gradient(target, model.trainable_variables)
-        return grads, terms, per_example
+        return grads, terms
 
     compute = tf.function(gradients, jit_compile=True) if jit_compile else gradients
 
@@ -159,9 +160,9 @@ def make_train_step(model, strategy: tf.distribute.Strategy, seed: int, jit_comp
         global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, local)
         step_seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(optimizer.iterations, tf.int64)])
         noise = _replica_noise(step_seed, local, latent_dim)
-        grads, terms, per_example = compute(images, noise, global_count)
+        grads, terms = compute(images, noise, global_count)
         optimizer.apply(grads, model.trainable_variables)
-        return _sums(terms, per_example, local)
+        return _sums(terms, local)
 
     @tf.function
     def step(batch):
@@ -182,8 +183,7 @@ def make_eval_step(model, strategy: tf.distribute.Strategy, seed: int):
         images = tf.cast(_images(batch), tf.float32)
         local = tf.shape(images)[0]
         noise = _replica_noise(tf.stack([tf.constant(seed, tf.int64), index]), local, latent_dim)
-        terms = model.elbo_terms(images, training=False, noise=noise)
-        return _sums(terms, terms["loss"], local)
+        return _sums(model.objective(images, training=False, noise=noise), local)
 
     @tf.function
     def step(batch, index):

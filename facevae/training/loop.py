@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from facevae.model.objective import LOSS_TERMS
+
 __all__ = ["EpochLoop", "distribute_dataset", "evaluate"]
 
 
@@ -21,7 +23,7 @@ def distribute_dataset(strategy: tf.distribute.Strategy, dataset: tf.data.Datase
 
 def _means(sums: dict) -> dict:
     count = max(float(sums["count"]), 1.0)
-    return {name: float(sums[name]) / count for name in ("loss", "reconstruction", "kl", "log_det")}
+    return {name: float(sums[name]) / count for name in LOSS_TERMS}
 
 
 def evaluate(step, dataset) -> dict:

@@ -1,25 +1,27 @@
 """Training a FaceVAE: run directory, checkpoints and resume, TensorBoard, sample grids, metrics, export.
 
-``fit(config)`` writes into ``<output_dir>/<run_name>/``:
+``fit(config)`` writes the run directory ``<output_dir>/<run_name>/`` laid out as facevae.training.rundir
+says (config.json, checkpoints/, samples/, tensorboard/, history.csv, loss.png, metrics.json, the ``export``
+link to ``<export_dir>/<run_name>``), under an exclusive lock (data_prep.locking) while it runs.
 
-    config.json            the resolved RunConfig (``fit(resume=run_dir)`` reads it back)
-    checkpoints/epoch-NNN.keras   the whole model with optimizer state, after every good epoch
-    history.csv            per-epoch metrics (training and validation), appended across resumes
-    tensorboard/           scalars, and the sample sheets as images
-    samples/epoch-NNN.png  held-out originals above their reconstructions, then prior samples
-    loss.png, metrics.json, export -> the SavedModel in <export_dir>/<run_name>/
+At the end of each good epoch, in this order: the checkpoint is saved under a temporary name; the epoch's
+history row and TensorBoard records are written and flushed; then the checkpoint is renamed into place (the
+commit point). ``fit(resume=run_dir)`` continues from the newest committed checkpoint (epoch E) and first drops
+the history rows and TensorBoard records of epochs after E and the temporaries a killed run left, so a kill at
+any moment neither loses nor repeats an epoch. Only the last ``keep_checkpoints`` checkpoints are kept, plus
+the best by validation loss (``best_checkpoint.json``).
 
-Training runs under a tf.distribute strategy (``config.train.strategy``: one device, all local
-GPUs, or several machines; see facevae/distributed.py and docs/scaling.md) through one custom loop
-(facevae/loop.py) with the usual Keras callbacks; under several workers only the chief writes.
+Training runs under a tf.distribute strategy (``config.train.strategy``: one device, all local GPUs, or several
+machines; see facevae/training/distributed.py and docs/scaling.md) through one custom loop
+(facevae/training/loop.py) with the usual Keras callbacks; under several workers only the chief writes.
 """
 from __future__ import annotations
 
-import glob
+import csv
+import dataclasses
 import json
 import math
 import os
-import re
 import time
 from dataclasses import dataclass
 
@@ -27,22 +29,35 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from facevae.training import distributed
+from data_prep import atomic
+from data_prep.errors import OutputLockedError
+from data_prep.locking import DirectoryLock
 from facevae.analysis import plots
 from facevae.analysis.metrics import default_reconstruction_limit
-from facevae.training.loop import EpochLoop, evaluate
-from facevae.config import RunConfig
+from facevae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from facevae.data.datasets import TrainingData, training_data
-from facevae.model.vae import FaceVAE
 from facevae.export.serving import export_model
+from facevae.model.objective import LOSS
+from facevae.model.vae import FaceVAE
+from facevae.training import distributed
+from facevae.training.loop import EpochLoop, evaluate
+from facevae.training.rundir import RUN_LOCK, RunDir, is_saved_model, read_export_marker
+from facevae.training.schedules import LearningRateSchedule
 
-__all__ = ["NonFiniteLoss", "TrainResult", "fit", "latest_checkpoint", "evaluate_reconstruction"]
-
-_CHECKPOINT = re.compile(r"epoch-(\d{3,})\.keras$")
+__all__ = ["NonFiniteLoss", "ResumeConflict", "ExportConflict", "OutputLockedError", "TrainResult", "fit",
+           "latest_checkpoint", "evaluate_reconstruction", "resume_changes"]
 
 
 class NonFiniteLoss(RuntimeError):
     """Training met a NaN or infinite loss and stopped; the message names the epoch and the last good checkpoint."""
+
+
+class ResumeConflict(ValueError):
+    """``--resume`` was asked to change what a run cannot change (architecture, image size, data)."""
+
+
+class ExportConflict(FileExistsError):
+    """The export directory holds something that is not an earlier export of this run."""
 
 
 @dataclass
@@ -55,12 +70,7 @@ class TrainResult:
 
 def latest_checkpoint(run_dir: str) -> tuple[str | None, int]:
     """(path of the newest checkpoints/epoch-NNN.keras, NNN) or (None, 0) when there is none."""
-    best, best_epoch = None, 0
-    for path in glob.glob(os.path.join(run_dir, "checkpoints", "epoch-*.keras")):
-        match = _CHECKPOINT.search(path)
-        if match and int(match.group(1)) > best_epoch:
-            best, best_epoch = path, int(match.group(1))
-    return best, best_epoch
+    return RunDir(run_dir).latest_checkpoint()
 
 
 class _KLWarmup(keras.callbacks.Callback):
@@ -76,49 +86,120 @@ class _KLWarmup(keras.callbacks.Callback):
 
 
 class _StopOnNonFinite(keras.callbacks.Callback):
-    """Stops training at the first batch whose loss is NaN or infinite, and remembers where."""
+    """Stops training at the first batch whose loss is NaN or infinite, or after an epoch whose validation
+    loss is, and remembers where: (epoch, batch) or (epoch, "validation")."""
 
     def __init__(self):
         super().__init__()
-        self.where: tuple[int, int] | None = None
+        self.where: tuple[int, int | str] | None = None
         self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
+        loss = (logs or {}).get(LOSS)
         if loss is not None and not math.isfinite(float(loss)):
             self.where = (self.epoch + 1, batch + 1)
             self.model.stop_training = True
 
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get(f"val_{LOSS}")
+        if self.where is None and loss is not None and not math.isfinite(float(loss)):
+            self.where = (epoch + 1, "validation")
+            self.model.stop_training = True
 
-class _EpochArtifacts(keras.callbacks.Callback):
-    """After each good epoch: a checkpoint (atomic), a sample sheet PNG and its TensorBoard image."""
 
-    def __init__(self, run_dir: str, preview: np.ndarray, guard: _StopOnNonFinite, seed: int):
+class _StageCheckpoint(keras.callbacks.Callback):
+    """First writer at each good epoch's end: the whole model into a temporary sibling of its checkpoint."""
+
+    def __init__(self, run: RunDir, guard: _StopOnNonFinite):
         super().__init__()
-        self.run_dir = run_dir
-        # whole rows of 8 (the sheet pairs each row of originals with its reconstructions), at most 4
-        self.preview = preview[: min(32, len(preview) // 8 * 8) or len(preview)]
-        self.guard = guard
-        self.seed = seed
-        self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard", "images"))
+        self.run, self.guard = run, guard
+        self.pending: tuple[str, str] | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.where is not None:
             return  # weights may already be non-finite: keep the last good checkpoint
+        final = self.run.checkpoint(epoch + 1)
+        os.makedirs(self.run.checkpoints_dir, exist_ok=True)
+        temporary = atomic.temporary_name(final)
+        self.model.save(temporary)
+        self.pending = (temporary, final)
+
+
+class _EpochRecords(keras.callbacks.Callback):
+    """After the staged checkpoint, before its commit: the history.csv row and the TensorBoard scalars
+    (``train/`` and ``validation/``, tags ``epoch_NAME``, step = epoch counted from 0), flushed to disk."""
+
+    def __init__(self, run: RunDir, guard: _StopOnNonFinite):
+        super().__init__()
+        self.run, self.guard = run, guard
+        self.writers = {name: tf.summary.create_file_writer(os.path.join(run.tensorboard_dir, name))
+                        for name in ("train", "validation")}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.where is not None:
+            return
+        logs = dict(logs or {})
+        keys = sorted(logs)
+        exists = os.path.exists(self.run.history) and os.path.getsize(self.run.history) > 0
+        with open(self.run.history, "a", newline="") as handle:
+            writer = csv.writer(handle)
+            if not exists:
+                writer.writerow(["epoch", *keys])
+            writer.writerow([epoch, *(logs[k] for k in keys)])
+            handle.flush()
+            os.fsync(handle.fileno())
+        rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        with self.writers["train"].as_default():
+            for key in keys:
+                if not key.startswith("val_"):
+                    tf.summary.scalar(f"epoch_{key}", logs[key], step=epoch)
+            tf.summary.scalar("epoch_learning_rate", rate, step=epoch)
+        with self.writers["validation"].as_default():
+            for key in keys:
+                if key.startswith("val_"):
+                    tf.summary.scalar(f"epoch_{key[4:]}", logs[key], step=epoch)
+        for writer in self.writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self.writers.values():
+            writer.close()
+
+
+class _EpochArtifacts(keras.callbacks.Callback):
+    """Last writer at each good epoch's end: the sample sheet (PNG and TensorBoard image), then the checkpoint's
+    commit (rename into place), then the pruning of old checkpoints."""
+
+    def __init__(self, run: RunDir, preview: np.ndarray, guard: _StopOnNonFinite, seed: int,
+                 stage: _StageCheckpoint, keep: int):
+        super().__init__()
+        self.run = run
+        # whole rows of 8 (the sheet pairs each row of originals with its reconstructions), at most 4
+        self.preview = preview[: min(32, len(preview) // 8 * 8) or len(preview)]
+        self.guard = guard
+        self.seed = seed
+        self.stage, self.keep = stage, keep
+        self.writer = tf.summary.create_file_writer(os.path.join(run.tensorboard_dir, "images"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.where is not None or self.stage.pending is None:
+            return
         number = epoch + 1
-        checkpoint_dir = os.path.join(self.run_dir, "checkpoints")
-        os.makedirs(checkpoint_dir, exist_ok=True)
-        path = os.path.join(checkpoint_dir, f"epoch-{number:03d}.keras")
-        self.model.save(f"{path}.tmp.keras")
-        os.replace(f"{path}.tmp.keras", path)
         sheet = self._sheet()
-        plots.save_png(os.path.join(self.run_dir, "samples", f"epoch-{number:03d}.png"), sheet)
+        plots.save_png(self.run.sample_sheet(number), sheet)
         with self.writer.as_default():
             tf.summary.image("samples", sheet[None], step=number)
         self.writer.flush()
+        temporary, final = self.stage.pending
+        self.stage.pending = None
+        atomic.commit(temporary, final)  # the commit point of the epoch
+        _prune_checkpoints(self.run, self.keep, number, (logs or {}).get(f"val_{LOSS}"))
+
+    def on_train_end(self, logs=None):
+        self.writer.close()
 
     def _sheet(self) -> np.ndarray:
         model = self.model
@@ -126,6 +207,31 @@ class _EpochArtifacts(keras.callbacks.Callback):
         reconstructions = model.reconstruct(self.preview).numpy()
         samples = model.decode(noise.astype(np.float32)).numpy()
         return plots.sample_sheet(self.preview, reconstructions, samples)
+
+
+def _prune_checkpoints(run: RunDir, keep: int, epoch: int, val_loss: float | None) -> None:
+    """Keep the newest ``keep`` checkpoints (0: all) and the best by validation loss (best_checkpoint.json)."""
+    best_path = run.best_checkpoint
+    best = _read_json(best_path) or {}
+    if val_loss is not None and math.isfinite(val_loss) and val_loss < best.get("val_loss", math.inf):
+        best = {"epoch": epoch, "val_loss": float(val_loss), "checkpoint": os.path.basename(run.checkpoint(epoch))}
+        atomic.write_json(best_path, best)
+    if keep <= 0:
+        return
+    found = run.checkpoints()
+    kept = {e for e, _ in found[-keep:]} | ({best["epoch"]} if "epoch" in best else set())
+    for number, path in found:
+        if number not in kept:
+            os.remove(path)
+
+
+def _read_json(path: str) -> dict | None:
+    try:
+        with open(path) as handle:
+            value = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def evaluate_reconstruction(model: FaceVAE, data: tf.data.Dataset, mean_image: np.ndarray,
@@ -152,48 +258,183 @@ def evaluate_reconstruction(model: FaceVAE, data: tf.data.Dataset, mean_image: n
     }
 
 
-def _run_dir(config: RunConfig) -> str:
-    """<output_dir>/<run_name>, naming the run DATASET-YYYYMMDD-HHMMSS when it has no name yet."""
-    config.train.run_name = config.train.run_name or f"{config.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    return os.path.join(config.train.output_dir, config.train.run_name)
+# --- resume: what may change ------------------------------------------------------------------------------
+
+def _fields() -> dict[str, dataclasses.Field]:
+    """{"section.name": field} of every config field."""
+    return {f"{section}.{f.name}": f for section, cls in (("data", DataConfig), ("model", ModelConfig),
+                                                          ("train", TrainConfig))
+            for f in dataclasses.fields(cls)}
 
 
-def _new_run_dir(config: RunConfig) -> str:
-    run_dir = _run_dir(config)
-    if os.path.exists(os.path.join(run_dir, "config.json")):
-        raise FileExistsError(
-            f"run directory {run_dir} already holds a run; pass --resume {run_dir} or another --run-name"
-        )
-    os.makedirs(run_dir, exist_ok=True)
-    config.save(os.path.join(run_dir, "config.json"))
-    return run_dir
+def _flag_name(key: str, field: dataclasses.Field) -> str:
+    return field.metadata.get("flag", "--" + field.name.replace("_", "-")) if "help" in field.metadata else key
 
 
-def _link_export(run_dir: str, export_dir: str) -> None:
-    link = os.path.join(run_dir, "export")
-    if os.path.lexists(link):
-        os.remove(link)
-    os.symlink(os.path.relpath(export_dir, run_dir), link)
+def resume_changes(saved: RunConfig, wanted: RunConfig) -> dict[str, list]:
+    """{"section.field": [saved, wanted]} for the fields ``wanted`` changes; ResumeConflict (one line naming the
+    flags) when one of them cannot change on resume (only fields marked ``resume`` in facevae.config can)."""
+    before, after = saved.to_dict(), wanted.to_dict()
+    changes, refused = {}, []
+    for key, field in _fields().items():
+        section, name = key.split(".")
+        old, new = before[section][name], after[section][name]
+        if old == new or (section, name) in (("train", "run_name"), ("train", "output_dir")) and new is None:
+            continue
+        if field.metadata.get("resume"):
+            changes[key] = [old, new]
+        elif key != "model.image_size":  # mirrors data.image_size, reported there
+            refused.append(f"{_flag_name(key, field)} ({old!r} in config.json, {new!r} asked)")
+    if refused:
+        raise ResumeConflict("these cannot change on --resume: " + "; ".join(refused)
+                             + ". Start a new run for them (--resume may change --epochs, --learning-rate, "
+                               "--lr-schedule, --steps-per-epoch, --export-dir, --keep-checkpoints, --strategy, "
+                               "--jit-compile)")
+    return changes
 
 
-def _write_json(path: str, values: dict) -> None:
-    with open(f"{path}.tmp", "w") as f:
-        json.dump(values, f, indent=2)
-    os.replace(f"{path}.tmp", path)
-
-
-def _resolve(config: RunConfig | None, resume: str | None) -> RunConfig:
-    """The run's config: ``config``, or the resumed run's config.json with epochs/strategy/jit from ``config``."""
+def _resolve(config: RunConfig | None, resume: str | None) -> tuple[RunConfig, dict]:
+    """The run's config and the changes a resume makes: ``config``, or the resumed run's config.json with the
+    changes of ``config`` that may be made on resume (others: ResumeConflict)."""
     if not resume:
-        return (config or RunConfig()).validate()
-    config_path = os.path.join(resume, "config.json")
-    if not os.path.exists(config_path):
+        return (config or RunConfig()).validate(), {}
+    run = RunDir(resume)
+    if not run.exists():
         raise FileNotFoundError(f"--resume {resume}: no config.json there; is it a run directory?")
-    saved = RunConfig.load(config_path)
-    if config is not None:  # allow more epochs, or other hardware, on resume
-        saved.train.epochs = config.train.epochs
-        saved.train.strategy, saved.train.jit_compile = config.train.strategy, config.train.jit_compile
-    return saved.validate()
+    saved = RunConfig.load(run.config).validate()
+    if config is None:
+        return saved, {}
+    config = RunConfig.from_dict(config.to_dict()).validate()
+    changes = resume_changes(saved, config)
+    for key, (_, new) in changes.items():
+        section, name = key.split(".")
+        setattr(getattr(saved, section), name, new)
+    return saved.validate(), changes
+
+
+# --- the run directory and the export: claimed before training ---------------------------------------------
+
+def _default_name(config: RunConfig) -> str:
+    return f"{config.data.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _claim_new_run(config: RunConfig) -> tuple[RunDir, bool]:
+    """Create <output_dir>/<run_name> (a default name gets -2, -3, ... until neither the run directory nor its
+    export exists; os.mkdir makes the claim atomic). Returns the run and whether this call created it."""
+    os.makedirs(config.train.output_dir, exist_ok=True)
+    if config.train.run_name:
+        run = RunDir(os.path.join(config.train.output_dir, config.train.run_name))
+        if run.exists():
+            raise FileExistsError(f"run directory {run.path} already holds a run; pass --resume {run.path} "
+                                  "or another --run-name")
+        created = not os.path.isdir(run.path)
+        os.makedirs(run.path, exist_ok=True)
+        return run, created
+    stem = _default_name(config)
+    for number in range(1, 10000):
+        name = stem if number == 1 else f"{stem}-{number}"
+        if os.path.lexists(os.path.join(config.train.export_dir, name)):
+            continue
+        try:
+            os.mkdir(os.path.join(config.train.output_dir, name))
+        except FileExistsError:
+            continue
+        config.train.run_name = name
+        return RunDir(os.path.join(config.train.output_dir, name)), True
+    raise FileExistsError(f"no free run name {stem}-N in {config.train.output_dir}")
+
+
+def _export_path(config: RunConfig, run: RunDir) -> str:
+    return os.path.abspath(os.path.join(config.train.export_dir, run.name))
+
+
+def _check_export_target(run: RunDir, export_dir: str) -> None:
+    """Refuse (ExportConflict, before training) an export path that holds anything but this run's own export."""
+    if not os.path.lexists(export_dir):
+        parent = os.path.dirname(export_dir)
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise ExportConflict(f"--export-dir: {parent} is a file, so {export_dir} cannot be written")
+        return
+    marker = read_export_marker(export_dir) if os.path.isdir(export_dir) else None
+    if marker is not None:
+        if marker.get("run_dir") == run.identity:
+            return
+        raise ExportConflict(f"{export_dir} holds the export of another run ({marker.get('run_dir')}); "
+                             "pass another --run-name or --export-dir")
+    own_link = run.export_target() == os.path.realpath(export_dir)
+    if os.path.isdir(export_dir) and is_saved_model(export_dir) and own_link:
+        return  # this run's export from before exports carried a marker
+    raise ExportConflict(f"{export_dir} already exists and is not an export of this run; not replacing it: "
+                         "pass another --export-dir or --run-name, or move it away")
+
+
+def _clean_export_leftovers(export_dir: str) -> None:
+    atomic.remove_stale(os.path.dirname(export_dir), stem=os.path.basename(export_dir))
+
+
+# --- resume: drop the records of epochs whose checkpoint never landed --------------------------------------
+
+def _truncate_history(run: RunDir, epochs_done: int) -> None:
+    """Keep the header and the rows of epochs 0 .. epochs_done - 1 of history.csv (once each)."""
+    if not os.path.exists(run.history):
+        return
+    with open(run.history, newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return
+    kept, seen = [rows[0]], set()
+    for row in rows[1:]:
+        try:
+            epoch = int(float(row[0]))
+        except (ValueError, IndexError):
+            continue  # a torn last line
+        if epoch < epochs_done and epoch not in seen and len(row) == len(rows[0]):
+            kept.append(row)
+            seen.add(epoch)
+    if kept != rows:
+        with atomic.atomic_path(run.history) as temporary:
+            with open(temporary, "w", newline="") as handle:
+                csv.writer(handle).writerows(kept)
+
+
+def _truncate_tensorboard(run: RunDir, epochs_done: int) -> None:
+    """Drop summaries of epochs not in a checkpoint from every event file (scalars: step >= epochs_done, counted
+    from 0; images: step > epochs_done, counted from 1), and a torn last record; rewritten atomically."""
+    from tensorflow.core.util import event_pb2
+
+    if not os.path.isdir(run.tensorboard_dir):
+        return
+    for directory, _, names in os.walk(run.tensorboard_dir):
+        atomic.remove_stale(directory)
+        limit = epochs_done + 1 if os.path.basename(directory) == "images" else epochs_done
+        for name in names:
+            if "tfevents" not in name or atomic.is_temporary(name):
+                continue
+            path = os.path.join(directory, name)
+            records, torn = [], False
+            try:
+                for record in tf.data.TFRecordDataset(path):
+                    records.append(record.numpy())
+            except tf.errors.DataLossError:
+                torn = True
+            kept = [r for r in records
+                    if not (event_pb2.Event.FromString(r).HasField("summary")
+                            and event_pb2.Event.FromString(r).step >= limit)]
+            if torn or len(kept) != len(records):
+                with atomic.atomic_path(path) as temporary:
+                    with tf.io.TFRecordWriter(temporary) as writer:
+                        for record in kept:
+                            writer.write(record)
+
+
+def _prepare_resume(run: RunDir, epochs_done: int) -> None:
+    removed = run.remove_stale_temporaries()
+    if removed:
+        print(f"removed {len(removed)} temporary file(s) an interrupted run left in {run.path}")
+    _truncate_history(run, epochs_done)
+    _truncate_tensorboard(run, epochs_done)
 
 
 def _global_data(config: RunConfig, replicas: int) -> TrainingData:
@@ -222,55 +463,94 @@ def fit(
 ) -> TrainResult:
     """Train a FaceVAE as ``config`` says, or resume the run in directory ``resume``.
 
-    ``data`` overrides the datasets the config names (bring your own tf.data pipelines, batched by
-    the global batch); ``callbacks`` are added to the built-in ones. Raises ``NonFiniteLoss`` when
-    the loss stops being finite; the last good checkpoint is kept. Under a multi-worker strategy
-    every worker calls ``fit``; only the chief writes the run directory and the export.
+    On resume, ``config`` (if given) may change what can change mid-run (epochs, learning rate and schedule,
+    steps per epoch, export directory, kept checkpoints, strategy, XLA); the change is recorded in config.json
+    with the epoch it took effect from; anything else raises ResumeConflict. ``data`` overrides the datasets
+    the config names (bring your own tf.data pipelines, batched by the global batch); ``callbacks`` are added
+    to the built-in ones. Raises ``NonFiniteLoss`` when the training or validation loss stops being finite
+    (the last good checkpoint is kept), ``OutputLockedError`` when another process writes the run, ``ExportConflict``
+    (before training) when the export path holds anything but this run's earlier export. Under a
+    multi-worker strategy every worker calls ``fit``; only the chief writes the run directory and the export.
     """
-    config = _resolve(config, resume)
+    config, changes = _resolve(config, resume)
     strategy = distributed.make_strategy(config.train.strategy)  # before other TF work (multi-worker)
     chief = distributed.is_chief(strategy)
-    if resume:
-        run_dir = resume
-    elif chief:
-        run_dir = _new_run_dir(config)
+    lock, created = None, False
+    if not chief:
+        config.train.run_name = config.train.run_name or _default_name(config)
+        run = RunDir(resume or os.path.join(config.train.output_dir, config.train.run_name))  # writes nothing
+    elif resume:
+        run = RunDir(resume)
+        lock = DirectoryLock(run.path, flag="--resume", name=RUN_LOCK).acquire()
     else:
-        run_dir = _run_dir(config)  # a non-chief worker writes nothing there
-    replicas = strategy.num_replicas_in_sync
-    if chief:
-        print(f"run directory: {run_dir}")
-    keras.utils.set_random_seed(config.train.seed)
-    data = data or _global_data(config, replicas)
-    policy = distributed.precision_policy(config.train.mixed_precision)
-    jit = distributed.resolve_jit_compile(config.train.jit_compile)
-    previous_policy = keras.mixed_precision.dtype_policy()
-    keras.mixed_precision.set_dtype_policy(policy)
+        run, created = _claim_new_run(config)
+        lock = DirectoryLock(run.path, flag="--output-dir", name=RUN_LOCK).acquire()
     try:
-        return _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit, replicas)
+        export_dir = _export_path(config, run)
+        if chief:
+            _check_export_target(run, export_dir)
+            print(f"run directory: {run.path}")
+        keras.utils.set_random_seed(config.train.seed)
+        replicas = strategy.num_replicas_in_sync
+        data = data or _global_data(config, replicas)
+        if chief and not resume:
+            config.save(run.config)
+        policy = distributed.precision_policy(config.train.mixed_precision)
+        jit = distributed.resolve_jit_compile(config.train.jit_compile)
+        previous_policy = keras.mixed_precision.dtype_policy()
+        keras.mixed_precision.set_dtype_policy(policy)
+        try:
+            return _fit(config, changes, resume, run, export_dir, strategy, chief, data, callbacks, verbose, jit,
+                        replicas)
+        finally:
+            keras.mixed_precision.set_dtype_policy(previous_policy)
+    except BaseException:
+        if created and not run.exists():  # a failed start leaves nothing behind
+            if lock is not None:
+                lock.release()
+                lock = None
+            try:
+                os.rmdir(run.path)
+            except OSError:
+                pass
+        raise
     finally:
-        keras.mixed_precision.set_dtype_policy(previous_policy)
+        if lock is not None:
+            lock.release()
 
 
-def _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit, replicas) -> TrainResult:
-    checkpoint, initial_epoch = latest_checkpoint(run_dir) if resume else (None, 0)
+def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callbacks, verbose, jit,
+         replicas) -> TrainResult:
+    checkpoint, initial_epoch = run.latest_checkpoint() if resume else (None, 0)
+    if resume and chief:
+        _prepare_resume(run, initial_epoch)
+        if changes:
+            config.changes.append({"epoch": initial_epoch + 1, "changed": changes})
+            print("changed on resume, from epoch " + f"{initial_epoch + 1}: "
+                  + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
+        config.save(run.config)
     with strategy.scope():
         model = _build_model(config, checkpoint, keras.mixed_precision.dtype_policy().name)
         if checkpoint and chief:
-            print(f"resuming {run_dir} from {os.path.basename(checkpoint)} (epoch {initial_epoch})")
+            print(f"resuming {run.path} from {os.path.basename(checkpoint)} (epoch {initial_epoch})")
         model.optimizer.build(model.trainable_variables)
         distributed.synchronize_batch_norm(model, replicas > 1)
         train_step = distributed.make_train_step(model, strategy, config.train.seed, jit_compile=jit)
         eval_step = distributed.make_eval_step(model, strategy, config.train.seed)
 
     guard = _StopOnNonFinite()
-    writers = [
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=initial_epoch > 0),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), update_freq="epoch", write_graph=False),
-        _EpochArtifacts(run_dir, data.preview, guard, config.train.seed),
-    ] if chief else []
+    cardinality = int(data.train.cardinality().numpy())
+    schedule = LearningRateSchedule(config.train.lr_schedule, config.train.learning_rate, config.train.epochs,
+                                    config.train.steps_per_epoch or (cardinality if cardinality > 0 else None),
+                                    initial_epoch)
+    writers = []
+    if chief:
+        stage = _StageCheckpoint(run, guard)
+        writers = [stage, _EpochRecords(run, guard),
+                   _EpochArtifacts(run, data.preview, guard, config.train.seed, stage, config.train.keep_checkpoints)]
     verbose = (1 if verbose == "auto" else verbose) if chief else 0
     callback_list = keras.callbacks.CallbackList(
-        [_KLWarmup(config.train.kl_warmup_epochs), guard, *writers, *(callbacks or [])],
+        [_KLWarmup(config.train.kl_warmup_epochs), schedule, guard, *writers, *(callbacks or [])],
         add_history=True, add_progbar=verbose != 0, model=model,
         verbose=verbose, epochs=config.train.epochs, steps=config.train.steps_per_epoch,
     )
@@ -281,16 +561,18 @@ def _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit
         loop.run(callback_list, initial_epoch, config.train.epochs, guard)
     seconds = time.perf_counter() - started
     if guard.where is not None:
-        last, epoch = latest_checkpoint(run_dir)
+        if chief and writers and writers[0].pending:
+            atomic.remove_stale(run.checkpoints_dir)
+        last, epoch = run.latest_checkpoint()
         kept = f"last good checkpoint: {last} (epoch {epoch})" if last else "no good checkpoint was written"
+        where = ("validation loss at epoch {}" if guard.where[1] == "validation" else "loss at epoch {}, batch {}")
         raise NonFiniteLoss(
-            f"non-finite loss at epoch {guard.where[0]}, batch {guard.where[1]}; training stopped; {kept}. "
+            f"non-finite {where.format(*guard.where)}; training stopped; {kept}. "
             "Lower --learning-rate or use --kl-warmup, then --resume the run."
         )
 
     validation = evaluate(eval_step, loop.validation)  # every worker takes part (collective ops)
     steps = int(model.optimizer.iterations.numpy())
-    export_dir = os.path.abspath(os.path.join(config.train.export_dir, os.path.basename(run_dir)))
     metrics = {
         "epochs": config.train.epochs,
         "optimizer_steps": steps,
@@ -302,16 +584,20 @@ def _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit
         "validation": validation,
     }
     if not chief:
-        return TrainResult(run_dir, export_dir, metrics, model)
-    history = plots.read_history(os.path.join(run_dir, "history.csv"))
-    plots.plot_loss_curves(history, os.path.join(run_dir, "loss.png"), title=os.path.basename(run_dir))
+        return TrainResult(run.path, export_dir, metrics, model)
+    history = plots.read_history(run.history)
+    plots.plot_loss_curves(history, run.loss_plot, title=run.name)
     metrics.update(evaluate_reconstruction(model, data.validation, data.mean_image,
                                            default_reconstruction_limit(model)))  # pixel-by-pixel decoding is slow
-    _write_json(os.path.join(run_dir, "metrics.json"), metrics)
+    atomic.write_json(run.metrics, metrics)
     distributed_model = strategy is not tf.distribute.get_strategy()
-    export_model(_plain_copy(model) if distributed_model else model, export_dir)
-    _link_export(run_dir, export_dir)
-    return TrainResult(run_dir, export_dir, metrics, model)
+    _check_export_target(run, export_dir)  # again: something may have appeared there while training
+    marker = {"run_dir": run.identity, "run_name": run.name, "epochs": config.train.epochs,
+              "optimizer_steps": steps}
+    export_model(_plain_copy(model) if distributed_model else model, export_dir, marker=marker)
+    _clean_export_leftovers(export_dir)
+    run.link_export(export_dir)
+    return TrainResult(run.path, export_dir, metrics, model)
 
 
 def _plain_copy(model: FaceVAE) -> FaceVAE:

@@ -2,11 +2,9 @@
 import importlib.util
 import json
 import os
-import types
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from facevae import evaluate
 from facevae.training.trainer import fit
@@ -66,19 +64,6 @@ def _study_module():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def test_cosine_learning_rate_follows_the_optimizer_step():
-    """lr_t = lr (1 + cos(pi t / T)) / 2, read from optimizer.iterations (so a resumed run continues the curve)."""
-    study = _study_module()
-    model = types.SimpleNamespace(optimizer=types.SimpleNamespace(iterations=tf.Variable(0, dtype=tf.int64),
-                                                                  learning_rate=tf.Variable(0.0)))
-    schedule = study._CosineLearningRate(1e-3, total_steps=100)
-    schedule.set_model(model)
-    for step, expected in ((0, 1e-3), (50, 5e-4), (100, 0.0), (250, 0.0)):
-        model.optimizer.iterations.assign(step)
-        schedule.on_train_batch_begin(0)
-        assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(expected, rel=1e-6, abs=1e-12)
 
 
 def test_paired_difference_is_the_mean_of_per_image_differences():

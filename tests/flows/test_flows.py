@@ -1,8 +1,9 @@
-"""Planar flow bijector and PlanarFlows layer, checked as math through one shared helper.
+"""Planar flow bijector and PlanarFlows layer, checked as math through the shared helper.
 
-`check_bijector` is the common test for any vector bijector (TFP bijector_test_util / normflows'
-FlowTest): log-det against slogdet of the autodiff Jacobian, inverse round trip with the TFP cache
-broken, forward + inverse log-dets summing to zero, finite values. It returns the measured errors.
+`check_bijector` (tests/flows/bijector_laws.py) is the common test for any vector bijector (TFP
+bijector_test_util / normflows' FlowTest), also run over every registered flow type by test_flow_registry.py:
+log-det against slogdet of the autodiff Jacobian, inverse round trip with the TFP cache broken, forward +
+inverse log-dets summing to zero, finite values. It returns the measured errors.
 """
 import keras
 import numpy as np
@@ -11,48 +12,7 @@ import tensorflow as tf
 
 from facevae.flows import PlanarFlow, PlanarFlows, planar_u_hat
 
-LOGDET_ATOL = {np.float32: 1e-4, np.float64: 1e-6}
-ROUNDTRIP_ATOL = {np.float32: 1e-4, np.float64: 1e-9}
-
-
-def jacobian_slogdet(fn, z):
-    """log|det dfn/dz| per example by autodiff, z [B, d] -> [B].
-
-    fn sees tf.identity(z): a bijector that already mapped z would otherwise return its cached
-    result, unrecorded by the tape (and the Jacobian would be silently zero).
-    """
-    with tf.GradientTape() as tape:
-        tape.watch(z)
-        y = fn(tf.identity(z))
-    _, logabsdet = tf.linalg.slogdet(tape.batch_jacobian(y, z))
-    return logabsdet
-
-
-def check_bijector(flow, z, dtype, logdet_atol=None, roundtrip_atol=None):
-    """Assert the bijector laws on z [B, d] and return the max errors found.
-
-    Checks: fldj(z) == slogdet(d forward/dz); inverse(forward(z)) == z with tf.identity breaking
-    TFP's result cache; fldj(z) + ildj(forward(z)) == 0; every output finite.
-    """
-    z = tf.constant(z, dtype=dtype)
-    y = flow.forward(z)
-    fldj = flow.forward_log_det_jacobian(z, event_ndims=1)
-    y_fresh = tf.identity(y)  # a new tensor: TFP must really invert, not read its cache
-    z_back = flow.inverse(y_fresh)
-    ildj = flow.inverse_log_det_jacobian(tf.identity(y), event_ndims=1)
-    for name, value in (("forward", y), ("fldj", fldj), ("inverse", z_back), ("ildj", ildj)):
-        assert np.all(np.isfinite(value)), f"{name} not finite"
-    errors = {
-        "logdet_vs_slogdet": float(np.max(np.abs(fldj - jacobian_slogdet(flow.forward, z)))),
-        "roundtrip": float(np.max(np.abs(z_back - z))),
-        "fldj_plus_ildj": float(np.max(np.abs(fldj + ildj))),
-    }
-    logdet_atol = LOGDET_ATOL[dtype] if logdet_atol is None else logdet_atol
-    roundtrip_atol = ROUNDTRIP_ATOL[dtype] if roundtrip_atol is None else roundtrip_atol
-    assert errors["logdet_vs_slogdet"] <= logdet_atol, errors
-    assert errors["roundtrip"] <= roundtrip_atol, errors
-    assert errors["fldj_plus_ildj"] <= logdet_atol, errors
-    return errors
+from bijector_laws import LOGDET_ATOL, ROUNDTRIP_ATOL, check_bijector, jacobian_slogdet
 
 
 def random_flow(rng, d, dtype, batch=None):

@@ -52,7 +52,9 @@ def test_resume_continues_at_the_next_epoch_with_optimizer_state(tiny_config, tm
     assert history["epoch"] == [0, 1, 2, 3]
     assert result.metrics["optimizer_steps"] == 4 * 6
     assert float(result.model.kl_weight.numpy()) == 1.0
-    assert sorted(os.listdir(os.path.join(run, "checkpoints"))) == [f"epoch-00{i}.keras" for i in (1, 2, 3, 4)]
+    best = json.load(open(os.path.join(run, "best_checkpoint.json")))["epoch"]  # kept: newest 3 and the best
+    kept = sorted(os.listdir(os.path.join(run, "checkpoints")))
+    assert kept == sorted({f"epoch-00{i}.keras" for i in (2, 3, 4, best)})
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
