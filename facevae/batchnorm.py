@@ -10,10 +10,12 @@ synchronized across replicas, for masks, or for inputs that are not 4-D channels
 """
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 import keras
 import tensorflow as tf
 
-__all__ = ["FusedBatchNormalization"]
+__all__ = ["FusedBatchNormalization", "batch_norm_layers", "precise_batch_norm"]
 
 
 @keras.saving.register_keras_serializable(package="facevae")
@@ -38,3 +40,53 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum + variance * (1.0 - self.momentum))
         return tf.cast(y, self.compute_dtype)
+
+
+def batch_norm_layers(model: keras.Layer) -> list:
+    """Every BatchNormalization layer inside ``model`` (nested models included)."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def precise_batch_norm(model: keras.Layer, batches: Iterable, forward: Callable) -> int:
+    """Replace each BatchNorm layer's moving statistics by the population statistics of N training batches.
+
+    ``forward(batch)`` runs the model in training mode (each layer normalises with its batch statistics,
+    as during training). For batch b and layer l, the batch mean m_b and biased variance v_b are read back
+    from the moving-average update (set to zero before the pass, so moving = (1 - momentum) * statistic);
+    the new statistics are the pooled mean and variance over all N batches (equal batch sizes):
+
+        mean = (1/N) sum_b m_b,    var = (1/N) sum_b v_b + (1/N) sum_b m_b^2 - mean^2
+
+    ("precise BN", Wu and Johnson 2021, "Rethinking 'Batch' in BatchNorm"): the moving averages lag weights
+    that are still changing, which can leave a freshly trained model worse than its training loss says.
+    Returns N, the number of batches used (0: nothing changed).
+    """
+    layers = batch_norm_layers(model)
+    if not layers:
+        return 0
+    saved = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+    sums = [[0.0, 0.0, 0.0] for _ in layers]
+    count = 0
+    for batch in batches:
+        for layer in layers:
+            layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
+            layer.moving_variance.assign(tf.zeros_like(layer.moving_variance))
+        forward(batch)
+        for layer, total in zip(layers, sums):
+            scale = 1.0 - layer.momentum
+            mean = layer.moving_mean.numpy().astype("float64") / scale
+            total[0] = total[0] + mean
+            total[1] = total[1] + layer.moving_variance.numpy().astype("float64") / scale
+            total[2] = total[2] + mean * mean
+        count += 1
+    for layer, total, (old_mean, old_variance) in zip(layers, sums, saved):
+        if count == 0:
+            layer.moving_mean.assign(old_mean)
+            layer.moving_variance.assign(old_variance)
+            continue
+        mean = total[0] / count
+        variance = total[1] / count + total[2] / count - mean * mean
+        layer.moving_mean.assign(mean.astype(old_mean.dtype))
+        layer.moving_variance.assign(variance.clip(min=0).astype(old_variance.dtype))
+    return count

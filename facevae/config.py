@@ -21,6 +21,8 @@ __all__ = [
     "JIT_CHOICES",
     "STRATEGIES",
     "LIKELIHOODS",
+    "SIGMA_MODES",
+    "PRIORS",
     "DataConfig",
     "ModelConfig",
     "TrainConfig",
@@ -36,6 +38,10 @@ FLOW_MODES = ("global", "amortized")
 DECODERS = ("conv", "pixelcnn")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 JIT_CHOICES = ("auto", "on", "off")
+SIGMA_MODES = ("learned", "optimal")
+PRIORS = ("standard", "gaussian")
+# Decoder kernel of models saved before ``decoder_kernel`` existed (their configs lack the field).
+LEGACY_DECODER_KERNEL = 3
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -86,13 +92,21 @@ class ModelConfig:
     latent_dim: size d of z. filters: encoder Conv2D widths (decoder mirrors them).
     flows: number K of planar flows (0 = plain VAE); flow_mode: ``global`` (one
     u, w, b per flow) or ``amortized`` (predicted per image by the encoder).
-    likelihood: ``gaussian`` (fixed ``sigma``, in pixel units of [0, 1]), ``bernoulli``
+    likelihood: ``gaussian`` (``sigma``: a fixed float in pixel units of [0, 1]; ``"learned"``: a trained
+    log sigma per channel, or one shared with ``sigma_shared``; ``"optimal"``: per batch sigma^2 = MSE under
+    stop-gradient, Rybkin et al. 2021), ``bernoulli``
     (binary pixels, decoder gives logits), or ``mse``: the published face-VAE objective
     ``r_loss_factor * mean((x - x_hat)^2)``, a Gaussian with sigma^2 = D / (2 r_loss_factor).
     decoder: ``conv`` (Conv2DTranspose blocks, one logit per pixel from z alone) or ``pixelcnn``
     (``facevae.pixelcnn``: autoregressive over pixels, binary single-channel images with the
     Bernoulli likelihood only); pixel_filters / pixel_layers: width and depth of its masked stack;
     pixel_window: odd side of its first (type-A) masked kernel, 7 by default; smaller leaves more to z.
+    decoder_kernel: side of the conv decoder's Conv2DTranspose kernels (stride 2). 4 (a multiple of the
+    stride) covers every output pixel with the same number of taps, so no seam grid; models saved
+    before this field existed load with their 3x3 kernels.
+    prior: what ``sample`` draws z from: ``standard`` N(0, I), or ``gaussian``, a full-covariance Gaussian
+    fitted by maximum likelihood to the training set's posterior means at the end of training
+    (facevae.prior; it starts as N(0, I) until fitted).
     """
 
     image_size: int = 64
@@ -102,12 +116,15 @@ class ModelConfig:
     flows: int = 0
     flow_mode: str = "global"
     likelihood: str = "gaussian"
-    sigma: float = 0.1
+    sigma: float | str = 0.1
+    sigma_shared: bool = False
     r_loss_factor: float = 10000.0
     decoder: str = "conv"
     pixel_filters: int = 32
     pixel_layers: int = 0
     pixel_window: int = 7
+    decoder_kernel: int = 4
+    prior: str = "standard"
 
     def validate(self) -> None:
         _choice("image size", self.image_size, IMAGE_SIZES)
@@ -119,7 +136,13 @@ class ModelConfig:
             raise ValueError(f"flows must be >= 0. Received: flows={self.flows!r}")
         _choice("flow mode", self.flow_mode, FLOW_MODES)
         _choice("likelihood", self.likelihood, LIKELIHOODS)
-        _positive("sigma", self.sigma)
+        if isinstance(self.sigma, str):
+            _choice("sigma", self.sigma, SIGMA_MODES)
+        else:
+            _positive("sigma", self.sigma)
+        _choice("prior", self.prior, PRIORS)
+        if self.decoder_kernel < 2:
+            raise ValueError(f"decoder_kernel must be >= 2. Received: decoder_kernel={self.decoder_kernel!r}")
         _positive("r_loss_factor", self.r_loss_factor)
         _choice("decoder", self.decoder, DECODERS)
         if self.decoder == "pixelcnn" and (self.likelihood != "bernoulli" or self.channels != 1):
@@ -142,6 +165,9 @@ class TrainConfig:
     strategy: tf.distribute strategy, one of STRATEGIES (see facevae.distributed.make_strategy).
     mixed_precision: mixed_float16 on GPU, mixed_bfloat16 on CPU; sampling, flows and loss stay float32.
     jit_compile: XLA for the training step: "on", "off", or "auto" (on for GPU, off for CPU).
+    precise_bn_batches: before each validation pass and before export, BatchNorm moving statistics are
+    re-estimated from this many training batches (population mean and variance of each layer's input in
+    training mode; 0 = keep the moving averages).
     """
 
     epochs: int = 10
@@ -156,6 +182,7 @@ class TrainConfig:
     strategy: str = "auto"
     mixed_precision: bool = False
     jit_compile: str = "auto"
+    precise_bn_batches: int = 8
 
     def validate(self) -> None:
         _choice("strategy", self.strategy, STRATEGIES)
@@ -171,6 +198,8 @@ class TrainConfig:
             )
         if self.steps_per_epoch is not None:
             _positive("steps_per_epoch", self.steps_per_epoch)
+        if self.precise_bn_batches < 0:
+            raise ValueError(f"precise_bn_batches must be >= 0. Received: precise_bn_batches={self.precise_bn_batches!r}")
 
 
 @dataclass
@@ -199,6 +228,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
         model = dict(values.get("model", {}))
+        if model:  # a saved config without the field describes a model with the old 3x3 decoder
+            model.setdefault("decoder_kernel", LEGACY_DECODER_KERNEL)
         if "filters" in model:
             model["filters"] = tuple(model["filters"])
         return cls(

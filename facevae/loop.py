@@ -41,8 +41,10 @@ class EpochLoop:
     the batch means; validation logs get a ``val_`` prefix.
     """
 
-    def __init__(self, model, strategy, train, validation, train_step, eval_step, steps_per_epoch):
+    def __init__(self, model, strategy, train, validation, train_step, eval_step, steps_per_epoch,
+                 before_validation=None):
         self.model, self.strategy, self.steps = model, strategy, steps_per_epoch
+        self.before_validation = before_validation  # e.g. re-estimating BatchNorm statistics
         self.train, self.validation = distribute_dataset(strategy, train), distribute_dataset(strategy, validation)
         self.train_step, self.eval_step = train_step, eval_step
         self.iterator = None
@@ -87,6 +89,8 @@ class EpochLoop:
                 if model.stop_training:
                     break
             if guard.where is None:
+                if self.before_validation is not None:
+                    self.before_validation()
                 logs.update({f"val_{k}": v for k, v in evaluate(self.eval_step, self.validation).items()})
             callbacks.on_epoch_end(epoch, logs)
             if model.stop_training:

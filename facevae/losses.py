@@ -16,6 +16,8 @@ __all__ = [
     "LOG_2PI",
     "bernoulli_nll",
     "gaussian_nll",
+    "gaussian_nll_log_sigma",
+    "optimal_log_sigma",
     "mse_objective",
     "reconstruction_loss",
     "diagonal_gaussian_log_prob",
@@ -42,6 +44,32 @@ def gaussian_nll(x: tf.Tensor, logits: tf.Tensor, sigma: float) -> tf.Tensor:
     return _sum_per_example(per_pixel)
 
 
+def gaussian_nll_log_sigma(x: tf.Tensor, logits: tf.Tensor, log_sigma: tf.Tensor) -> tf.Tensor:
+    """-log N(x; sigmoid(logits), diag(sigma_c^2)) with a per-channel (shape [C]) or shared (shape []) log sigma; [B].
+
+    = sum_i [(x_i - m_i)^2 / (2 sigma_c(i)^2) + log sigma_c(i) + log(2 pi) / 2], the FULL normaliser, so the
+    ELBO built on it is a bound on log p(x) for any sigma (Rybkin et al. 2021, "Simple and Effective VAE
+    Training with Calibrated Decoders"). sigma is in pixel units of [0, 1].
+    """
+    mean = tf.sigmoid(logits)
+    log_sigma = tf.cast(log_sigma, mean.dtype)
+    per_pixel = 0.5 * tf.square(x - mean) * tf.exp(-2.0 * log_sigma) + log_sigma + 0.5 * LOG_2PI
+    return _sum_per_example(per_pixel)
+
+
+def optimal_log_sigma(x: tf.Tensor, logits: tf.Tensor, shared: bool = False, floor: float = 1e-6) -> tf.Tensor:
+    """log sigma* of the batch: sigma*^2 = mean (x_i - m_i)^2 over the batch (per channel, shape [C]; or shared, []).
+
+    sigma*^2 maximises the Gaussian likelihood of the batch for the current means m = sigmoid(logits); the
+    value is returned under ``stop_gradient`` (Rybkin et al. 2021, "optimal sigma"), so the gradient reaching
+    the decoder is that of sum_i (x_i - m_i)^2 / (2 sigma*^2). ``floor`` bounds sigma*^2 from below.
+    """
+    squared = tf.square(x - tf.sigmoid(logits))
+    axes = None if shared else list(range(len(squared.shape) - 1))
+    variance = tf.maximum(tf.reduce_mean(squared, axis=axes), floor)
+    return tf.stop_gradient(0.5 * tf.math.log(variance))
+
+
 def mse_objective(x: tf.Tensor, logits: tf.Tensor, r_loss_factor: float) -> tf.Tensor:
     """The published face-VAE reconstruction term r_loss_factor * mean_i (x_i - m_i)^2, m = sigmoid(logits); [B].
 
@@ -54,12 +82,18 @@ def mse_objective(x: tf.Tensor, logits: tf.Tensor, r_loss_factor: float) -> tf.T
 
 
 def reconstruction_loss(
-    likelihood: str, x: tf.Tensor, logits: tf.Tensor, sigma: float = 0.1, r_loss_factor: float = 1e4
+    likelihood: str, x: tf.Tensor, logits: tf.Tensor, sigma: float = 0.1, r_loss_factor: float = 1e4,
+    log_sigma: tf.Tensor | None = None,
 ) -> tf.Tensor:
-    """-log p(x|z) for ``likelihood`` in ('bernoulli', 'gaussian', 'mse'); shape [B]."""
+    """-log p(x|z) for ``likelihood`` in ('bernoulli', 'gaussian', 'mse'); shape [B].
+
+    For 'gaussian', a given ``log_sigma`` tensor ([C] or []: a learned or optimal sigma) replaces ``sigma``.
+    """
     if likelihood == "bernoulli":
         return bernoulli_nll(x, logits)
     if likelihood == "gaussian":
+        if log_sigma is not None:
+            return gaussian_nll_log_sigma(x, logits, log_sigma)
         return gaussian_nll(x, logits, sigma)
     if likelihood == "mse":
         return mse_objective(x, logits, r_loss_factor)

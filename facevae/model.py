@@ -2,8 +2,9 @@
 
 Encoder: 4 x [Conv2D(3x3, stride 2, 'same') -> BatchNorm (fused kernel) -> LeakyReLU], Flatten, then
 Dense heads for the posterior mean and log-variance. Decoder: Dense -> Reshape ->
-4 x [Conv2DTranspose(3x3, stride 2) -> BatchNorm -> LeakyReLU], the last block without
-BatchNorm or activation, giving logits. 28 px images are zero-padded to 32 and cropped back.
+4 x [Conv2DTranspose(k x k, stride 2) -> BatchNorm -> LeakyReLU], the last block without
+BatchNorm or activation, giving logits; k = ``config.decoder_kernel`` (4 for new models: a multiple
+of the stride, so no seam grid; 3 for models saved before the field existed). 28 px images are zero-padded to 32 and cropped back.
 With ``decoder="pixelcnn"`` the decoder is ``facevae.pixelcnn.AutoregressiveDecoder`` instead:
 p(x|z) = prod_i p(x_i | x_<i, z), teacher-forced in the loss, pixel by pixel when decoding.
 
@@ -16,26 +17,29 @@ where the bracket is the Monte-Carlo KL term and beta is the KL warm-up weight (
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from facevae import losses
 from facevae.batchnorm import FusedBatchNormalization
-from facevae.config import ModelConfig
+from facevae.config import LEGACY_DECODER_KERNEL, ModelConfig
 from facevae.flows import PlanarFlows
 from facevae.pixelcnn import AutoregressiveDecoder
+from facevae.prior import GaussianPriorLayer
 
 __all__ = ["build_encoder", "build_decoder", "GaussianSampler", "FaceVAE"]
 
 _PADDED_SIZE = {28: 32}
 
 
-def _conv_block(x, filters: int, name: str, transpose: bool = False):
+def _conv_block(x, filters: int, name: str, transpose: bool = False, kernel: int = 3):
     conv = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
-    x = conv(filters, 3, strides=2, padding="same", name=f"{name}_conv")(x)
+    x = conv(filters, kernel, strides=2, padding="same", name=f"{name}_conv")(x)
     x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act")(x)
 
@@ -67,10 +71,10 @@ def build_decoder(config: ModelConfig) -> keras.Model:
     x = keras.layers.Reshape((start, start, config.filters[-1]), name="reshape")(x)
     widths = list(reversed(config.filters[:-1]))
     for i, filters in enumerate(widths):
-        x = _conv_block(x, filters, f"dec{i}", transpose=True)
+        x = _conv_block(x, filters, f"dec{i}", transpose=True, kernel=config.decoder_kernel)
     # float32 logits under a mixed-precision policy, so the likelihood is computed in float32.
     x = keras.layers.Conv2DTranspose(
-        config.channels, 3, strides=2, padding="same", name="logits", dtype="float32"
+        config.channels, config.decoder_kernel, strides=2, padding="same", name="logits", dtype="float32"
     )(x)
     if padded != size:
         x = keras.layers.Cropping2D((padded - size) // 2, name="crop")(x)
@@ -123,8 +127,9 @@ class FaceVAE(keras.Model):
 
     def __init__(self, config: ModelConfig | dict, seed: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        if isinstance(config, dict):
-            config = ModelConfig(**{**config, "filters": tuple(config["filters"])})
+        if isinstance(config, dict):  # a saved model; one without decoder_kernel has the old 3x3 decoder
+            config = ModelConfig(**{"decoder_kernel": LEGACY_DECODER_KERNEL, **config,
+                                    "filters": tuple(config["filters"])})
         config.validate()
         self.config = config
         self.seed = seed
@@ -141,6 +146,21 @@ class FaceVAE(keras.Model):
         self.kl_weight = self.add_weight(
             shape=(), initializer="ones", trainable=False, name="kl_weight"
         )
+        # log sigma of a Gaussian likelihood with sigma "learned" (trained) or "optimal" (the last training
+        # batch's sigma*, used when evaluating); one per channel, or one shared.
+        self.log_sigma = None
+        if config.likelihood == "gaussian" and isinstance(config.sigma, str):
+            learned = config.sigma == "learned"
+            self.log_sigma = self.add_weight(
+                shape=() if config.sigma_shared else (config.channels,), name="log_sigma", trainable=learned,
+                initializer=keras.initializers.Constant(math.log(0.1)), dtype="float32", aggregation="mean",
+            )
+        # The fitted latent prior N(mean, L L^T) that ``sample`` maps its noise through (config.prior
+        # "gaussian"; N(0, I) until ``set_prior`` is called); None for the standard prior.
+        self.prior = None
+        if config.prior == "gaussian":
+            self.prior = GaussianPriorLayer(config.latent_dim, name="prior", dtype="float32")
+            self.prior.build()
         self.trackers = {
             name: keras.metrics.Mean(name=name) for name in ("loss", "reconstruction", "kl", "log_det")
         }
@@ -187,13 +207,27 @@ class FaceVAE(keras.Model):
         """images -> decode(encode(images).z), deterministic."""
         return self.decode(self.encode(images)[2])
 
+    def prior_transform(self, noise, temperature: float = 1.0):
+        """z from standard-normal ``noise`` [n, d]: temperature * noise for the standard prior, or
+        prior_mean + temperature * L noise for a fitted Gaussian prior N(prior_mean, L L^T)."""
+        noise = tf.cast(noise, tf.float32) * temperature
+        return noise if self.prior is None else self.prior(noise)
+
+    def set_prior(self, mean, scale_tril) -> None:
+        """Install a fitted Gaussian prior N(mean [d], scale_tril scale_tril^T) (config.prior must be 'gaussian')."""
+        if self.prior is None:
+            raise ValueError(f"set_prior needs a model built with prior='gaussian'. Received: prior={self.config.prior!r}")
+        self.prior.mean.assign(np.asarray(mean, np.float32))
+        self.prior.scale_tril.assign(np.asarray(scale_tril, np.float32))
+
     def sample(self, num_images: int | None = None, noise=None, temperature: float = 1.0):
-        """Prior samples: decode(temperature * eps), eps ~ N(0, I) [n, d] drawn here or given as ``noise``."""
+        """Prior samples: decode(prior_transform(eps, temperature)), eps ~ N(0, I) [n, d] drawn here or given as
+        ``noise``; with the standard prior that is decode(temperature * eps)."""
         if noise is None:
             noise = keras.random.normal(
                 (num_images, self.config.latent_dim), seed=self.sampler.seed_generator
             )
-        return self.decode(temperature * noise)
+        return self.decode(self.prior_transform(noise, temperature))
 
     def call(self, images, training: bool = False):
         mean, log_var, features = self.posterior(images, training=training)
@@ -214,7 +248,7 @@ class FaceVAE(keras.Model):
         z0, _ = self.sampler(mean, log_var, noise=noise)
         zk, log_det = self.apply_flows(z0, features)
         logits = self.decode_logits(zk, training=training, images=images)
-        reconstruction = self._reconstruction(images, logits)
+        reconstruction = self._reconstruction(images, logits, training=training)
         log_q0 = losses.diagonal_gaussian_log_prob(z0, mean, log_var)
         log_prior = losses.standard_normal_log_prob(zk)
         kl = log_q0 - log_det - log_prior
@@ -254,9 +288,27 @@ class FaceVAE(keras.Model):
         flat = log_likelihood + log_det + losses.standard_normal_log_prob(zk)
         return tf.reshape(flat, [num_samples, batch]) - log_q0
 
-    def _reconstruction(self, images, logits):
+    def _reconstruction(self, images, logits, training: bool = False):
         c = self.config
-        return losses.reconstruction_loss(c.likelihood, images, logits, c.sigma, c.r_loss_factor)
+        log_sigma = self.log_sigma
+        if log_sigma is not None and c.sigma == "optimal":
+            if training:  # this batch's optimum, kept for evaluation and logging
+                optimum = losses.optimal_log_sigma(images, logits, shared=c.sigma_shared)
+                log_sigma.assign(optimum)
+                log_sigma = optimum
+            else:
+                log_sigma = tf.stop_gradient(log_sigma)
+        return losses.reconstruction_loss(c.likelihood, images, logits, sigma=0.1 if log_sigma is not None else c.sigma,
+                                          r_loss_factor=c.r_loss_factor, log_sigma=log_sigma)
+
+    @property
+    def sigma(self) -> "np.ndarray | float | None":
+        """The Gaussian likelihood's sigma now (per channel or shared), or None for other likelihoods."""
+        if self.config.likelihood != "gaussian":
+            return None
+        if self.log_sigma is None:
+            return float(self.config.sigma)
+        return np.exp(self.log_sigma.numpy())
 
     # ----- Keras training protocol ------------------------------------------------------
     @property

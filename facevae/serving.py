@@ -5,7 +5,8 @@ Endpoints (all float32):
         z = f_K o ... o f_1(mean), the posterior mean carried through the flows.
     decode(z [B, d]) -> {"images": [B, S, S, C]}
     reconstruct(images) -> {"images"}: decode(encode(images).z); the default serving signature.
-    sample(noise [B, d]) -> {"images"}: decode(noise); pass temperature * N(0, I) noise.
+    sample(noise [B, d]) -> {"images"}: decode(prior(noise)); pass temperature * N(0, I) noise. With a fitted
+        Gaussian prior (config.prior "gaussian") prior(noise) = mean + L noise, else the noise itself.
 
 The export holds the encoder, decoder and flows only (the training-time SeedGenerator
 state does not serialise through ``tf.saved_model.save``), is written to a temporary
@@ -36,6 +37,8 @@ def export_model(model, directory: str, include_keras: bool = True) -> str:
     archive.track(model.encoder)
     archive.track(model.decoder)
     archive.track(model.flows)
+    if getattr(model, "prior", None) is not None:
+        archive.track(model.prior)
 
     def encode(images):
         mean, log_var, z = model.encode(images)
@@ -47,12 +50,15 @@ def export_model(model, directory: str, include_keras: bool = True) -> str:
     def reconstruct(images):
         return {"images": model.reconstruct(images)}
 
+    def sample(noise):
+        return {"images": model.sample(noise=noise)}
+
     # The first endpoint becomes "serving_default" (ExportArchive.write_out), so reconstruct goes first.
     archive.add_endpoint("reconstruct", reconstruct, input_signature=[image_spec])
     archive.add_endpoint("encode", encode, input_signature=[image_spec])
     archive.add_endpoint("decode", decode, input_signature=[latent_spec])
     archive.add_endpoint(
-        "sample", decode, input_signature=[tf.TensorSpec([None, config.latent_dim], tf.float32, "noise")]
+        "sample", sample, input_signature=[tf.TensorSpec([None, config.latent_dim], tf.float32, "noise")]
     )
 
     directory = os.path.abspath(directory)

@@ -25,6 +25,30 @@ from facevae.config import (
 
 __all__ = ["build_parser", "config_from_args", "main"]
 
+
+def _sigma(text: str):
+    """--sigma: 'learned', 'optimal' or a positive number."""
+    if text in ("learned", "optimal"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be 'learned', 'optimal' or a positive number; received {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be 'learned', 'optimal' or a positive number; received {text}")
+    return value
+
+
+def _filters(text: str) -> tuple[int, ...]:
+    """--filters: four positive widths, comma-separated."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"must be four positive integers such as 64,128,128,256; received {text!r}")
+    return values
+
 # flag dest -> (section, field) of RunConfig
 _OVERRIDES = {
     "data_dir": ("data", "data_dir"),
@@ -34,6 +58,9 @@ _OVERRIDES = {
     "flow_mode": ("model", "flow_mode"),
     "likelihood": ("model", "likelihood"),
     "sigma": ("model", "sigma"),
+    "sigma_shared": ("model", "sigma_shared"),
+    "filters": ("model", "filters"),
+    "decoder_kernel": ("model", "decoder_kernel"),
     "r_loss_factor": ("model", "r_loss_factor"),
     "decoder": ("model", "decoder"),
     "pixel_filters": ("model", "pixel_filters"),
@@ -45,6 +72,8 @@ _OVERRIDES = {
     "kl_warmup": ("train", "kl_warmup_epochs"),
     "steps_per_epoch": ("train", "steps_per_epoch"),
     "seed": ("train", "seed"),
+    "precise_bn_batches": ("train", "precise_bn_batches"),
+    "flip": ("data", "flip"),
     "output_dir": ("train", "output_dir"),
     "run_name": ("train", "run_name"),
     "export_dir": ("train", "export_dir"),
@@ -84,7 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--likelihood", choices=LIKELIHOODS,
                    help=f"p(x|z): gaussian (fixed --sigma), bernoulli (binary pixels), mse (r_loss_factor * MSE, "
                         f"the published face recipe) ({_preset_values('model', 'likelihood')})")
-    m.add_argument("--sigma", type=cli.positive_float, help="Gaussian pixel noise std for --likelihood gaussian (default: 0.1)")
+    m.add_argument("--filters", type=_filters,
+                   help=f"the four encoder widths, mirrored by the decoder ({_preset_values('model', 'filters')})")
+    m.add_argument("--sigma", type=_sigma,
+                   help="pixel noise std of --likelihood gaussian: a number (pixels in [0, 1]), 'learned' (a trained "
+                        "log sigma per channel) or 'optimal' (per batch sigma^2 = MSE, Rybkin et al. 2021) "
+                        f"({_preset_values('model', 'sigma')})")
+    m.add_argument("--sigma-shared", action="store_true", default=None,
+                   help="one learned/optimal sigma for all channels instead of one per channel")
+    m.add_argument("--decoder-kernel", type=cli.positive_int,
+                   help="side of the decoder's stride-2 Conv2DTranspose kernels; 4 has no seam grid, 3 is the "
+                        "old decoder (default: 4)")
     m.add_argument("--r-loss-factor", type=cli.positive_float, help="weight of the MSE for --likelihood mse (default: 10000)")
     m.add_argument("--decoder", choices=DECODERS,
                    help="p(x|z): conv (Conv2DTranspose blocks) or pixelcnn (autoregressive over pixels; binary "
@@ -104,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--kl-warmup", type=cli.non_negative_int,
                    help="epochs over which the KL weight rises linearly from 0 to 1; 0 = off (default: 0)")
     t.add_argument("--steps-per-epoch", type=cli.positive_int, help="cap on steps per epoch (default: one pass over the data)")
+    t.add_argument("--precise-bn-batches", type=cli.non_negative_int,
+                   help="training batches over which BatchNorm statistics are re-estimated before each validation "
+                        "and before export; 0 = keep the moving averages (default: 8)")
+    t.add_argument("--no-flip", dest="flip", action="store_false", default=None,
+                   help="no random horizontal flips of training images (face presets flip)")
     t.add_argument("--seed", type=int, help="seed of data order, initial weights and sampling (default: 0)")
     h = p.add_argument_group("hardware (docs/scaling.md)")
     h.add_argument("--strategy", choices=STRATEGIES,

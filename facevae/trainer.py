@@ -28,6 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from facevae import distributed, plots
+from facevae import prior as prior_lib
+from facevae.batchnorm import precise_batch_norm
 from facevae.metrics import default_reconstruction_limit
 from facevae.loop import EpochLoop, evaluate
 from facevae.config import RunConfig
@@ -90,6 +92,55 @@ class _StopOnNonFinite(keras.callbacks.Callback):
         if loss is not None and not math.isfinite(float(loss)):
             self.where = (self.epoch + 1, batch + 1)
             self.model.stop_training = True
+
+
+class _SigmaLog(keras.callbacks.Callback):
+    """Adds the Gaussian likelihood's learned or optimal sigma to the epoch logs (history.csv, TensorBoard):
+    ``sigma`` (geometric mean over channels) and ``sigma_<c>`` per channel."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or getattr(self.model, "log_sigma", None) is None:
+            return
+        sigma = np.atleast_1d(np.exp(self.model.log_sigma.numpy().astype(np.float64)))
+        logs["sigma"] = float(np.exp(np.mean(np.log(sigma))))
+        if sigma.size > 1:
+            logs.update({f"sigma_{c}": float(value) for c, value in enumerate(sigma)})
+
+
+def recalibrate_batch_norm(model: FaceVAE, train: tf.data.Dataset, batches: int) -> int:
+    """Precise BatchNorm (facevae.batchnorm.precise_batch_norm) over ``batches`` batches of ``train``, each
+    passed through the model in training mode as in a training step (posterior draw, flows, decoder)."""
+    if batches <= 0:
+        return 0
+
+    @tf.function
+    def forward(images):
+        mean, log_var, features = model.posterior(images, training=True)
+        z0, _ = model.sampler(mean, log_var)
+        zk, _ = model.apply_flows(z0, features)
+        model.decode_logits(zk, training=True, images=images)
+
+    def images():
+        for batch in train.take(batches):
+            yield tf.cast(batch[0] if isinstance(batch, (tuple, list)) else batch, tf.float32)
+
+    return precise_batch_norm(model, images(), forward)
+
+
+def fit_latent_prior(model: FaceVAE, train: tf.data.Dataset, validation: tf.data.Dataset) -> dict:
+    """Fit the model's Gaussian prior to the posterior means of ``train`` (facevae.prior) and install it.
+
+    Returns the mean log-density (nats per code) of the validation set's posterior means under the fitted
+    prior and under N(0, I), so the gain is measured on codes the fit did not see.
+    """
+    codes = prior_lib.encode_codes(model, train, "mean")
+    fitted = prior_lib.GaussianPrior.fit(codes)
+    model.set_prior(fitted.mean, fitted.scale_tril)
+    held_out = prior_lib.encode_codes(model, validation, "mean")
+    standard = -0.5 * np.sum(held_out**2 + math.log(2 * math.pi), axis=1)
+    return {"kind": "gaussian", "fitted_on": "posterior means", "train_codes": len(codes),
+            "validation_log_prob": float(np.mean(fitted.log_prob(held_out))),
+            "validation_log_prob_standard_normal": float(np.mean(standard)), "fitted": fitted}
 
 
 class _EpochArtifacts(keras.callbacks.Callback):
@@ -269,11 +320,15 @@ def _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit
     ] if chief else []
     verbose = (1 if verbose == "auto" else verbose) if chief else 0
     callback_list = keras.callbacks.CallbackList(
-        [_KLWarmup(config.train.kl_warmup_epochs), guard, *writers, *(callbacks or [])],
+        [_KLWarmup(config.train.kl_warmup_epochs), guard, _SigmaLog(), *writers, *(callbacks or [])],
         add_history=True, add_progbar=verbose != 0, model=model,
         verbose=verbose, epochs=config.train.epochs, steps=config.train.steps_per_epoch,
     )
-    loop = EpochLoop(model, strategy, data.train, data.validation, train_step, eval_step, config.train.steps_per_epoch)
+    # Precise BatchNorm on one device (several replicas or workers keep the moving averages).
+    precise = config.train.precise_bn_batches if replicas == 1 else 0
+    recalibrate = (lambda: recalibrate_batch_norm(model, data.train, precise)) if precise else None
+    loop = EpochLoop(model, strategy, data.train, data.validation, train_step, eval_step, config.train.steps_per_epoch,
+                     before_validation=recalibrate)
     started = time.perf_counter()
     steps_before = int(model.optimizer.iterations.numpy())
     if initial_epoch < config.train.epochs:
@@ -287,7 +342,10 @@ def _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit
             "Lower --learning-rate or use --kl-warmup, then --resume the run."
         )
 
+    if recalibrate is not None:
+        recalibrate()  # the statistics the export carries
     validation = evaluate(eval_step, loop.validation)  # every worker takes part (collective ops)
+    prior_fit = fit_latent_prior(model, data.train, data.validation) if model.prior is not None else None
     steps = int(model.optimizer.iterations.numpy())
     export_dir = os.path.abspath(os.path.join(config.train.export_dir, os.path.basename(run_dir)))
     metrics = {
@@ -300,6 +358,11 @@ def _fit(config, resume, run_dir, strategy, chief, data, callbacks, verbose, jit
                                                 / max(seconds, 1e-9), 1),
         "validation": validation,
     }
+    if prior_fit is not None:
+        fitted = prior_fit.pop("fitted")
+        metrics["prior"] = prior_fit
+        if chief:
+            prior_lib.save_prior(os.path.join(run_dir, "prior.npz"), fitted)
     if not chief:
         return TrainResult(run_dir, export_dir, metrics, model)
     history = plots.read_history(os.path.join(run_dir, "history.csv"))

@@ -68,3 +68,31 @@ def test_closed_form_kl_agrees_with_monte_carlo():
     estimate, error = samples.mean(0), samples.std(0) / math.sqrt(n)
     closed = losses.gaussian_kl(mean, log_var).numpy()
     assert np.all(np.abs(estimate - closed) < 3 * error), (estimate, closed, error)
+
+
+def test_gaussian_nll_with_per_channel_log_sigma_equals_scipy():
+    x, logits = _images(np.random.default_rng(5))
+    mean = 1 / (1 + np.exp(-logits))
+    sigma = np.array([0.05, 0.3, 1.2])
+    expected = -stats.norm.logpdf(x, loc=mean, scale=sigma).reshape(4, -1).sum(1)
+    got = losses.gaussian_nll_log_sigma(x, logits, np.log(sigma)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    shared = losses.gaussian_nll_log_sigma(x, logits, np.log(0.3)).numpy()
+    np.testing.assert_allclose(shared, losses.gaussian_nll(x, logits, 0.3).numpy(), rtol=1e-10)
+
+
+def test_optimal_log_sigma_is_the_batch_rms_error_without_gradient():
+    x, logits = _images(np.random.default_rng(6))
+    mean = 1 / (1 + np.exp(-logits))
+    per_channel = np.sqrt(((x - mean) ** 2).mean(axis=(0, 1, 2)))
+    np.testing.assert_allclose(np.exp(losses.optimal_log_sigma(x, logits).numpy()), per_channel, rtol=1e-10)
+    np.testing.assert_allclose(np.exp(losses.optimal_log_sigma(x, logits, shared=True).numpy()),
+                               np.sqrt(((x - mean) ** 2).mean()), rtol=1e-10)
+    logits = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(losses.optimal_log_sigma(x, logits))
+    assert tape.gradient(value, logits) is None
+    # sigma* maximises the batch likelihood: any other shared sigma gives a larger NLL
+    best = np.exp(losses.optimal_log_sigma(x, logits, shared=True).numpy())
+    nll = [losses.gaussian_nll(x, logits, best * f).numpy().sum() for f in (0.9, 1.0, 1.1)]
+    assert nll[1] < nll[0] and nll[1] < nll[2]
