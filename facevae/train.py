@@ -20,7 +20,8 @@ from typing import Sequence
 
 from facevae import cli
 from facevae.config import (
-    DATASETS, DECODERS, FLOW_MODES, IMAGE_SIZES, JIT_CHOICES, LIKELIHOODS, PRESETS, STRATEGIES, RunConfig, preset,
+    DATASETS, DECODERS, FLOW_MODES, IMAGE_SIZES, JIT_CHOICES, LIKELIHOODS, PRESETS, PRIORS, STRATEGIES, RunConfig,
+    preset,
 )
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -61,6 +62,7 @@ _OVERRIDES = {
     "sigma_shared": ("model", "sigma_shared"),
     "filters": ("model", "filters"),
     "decoder_kernel": ("model", "decoder_kernel"),
+    "prior": ("model", "prior"),
     "r_loss_factor": ("model", "r_loss_factor"),
     "decoder": ("model", "decoder"),
     "pixel_filters": ("model", "pixel_filters"),
@@ -121,6 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"({_preset_values('model', 'sigma')})")
     m.add_argument("--sigma-shared", action="store_true", default=None,
                    help="one learned/optimal sigma for all channels instead of one per channel")
+    m.add_argument("--prior", choices=PRIORS,
+                   help="what samples are drawn from: 'standard' N(0, I), or 'gaussian', a full-covariance Gaussian "
+                        "fitted to the training set's posterior means after training "
+                        f"({_preset_values('model', 'prior')})")
     m.add_argument("--decoder-kernel", type=cli.positive_int,
                    help="side of the decoder's stride-2 Conv2DTranspose kernels; 4 has no seam grid, 3 is the "
                         "old decoder (default: 4)")
