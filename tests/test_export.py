@@ -37,7 +37,10 @@ print(json.dumps(sorted(loaded.signatures.keys())))
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
-    model = FaceVAE(ModelConfig(image_size=32, latent_dim=6, filters=(8, 8, 8, 8), flows=2, flow_mode="amortized"), seed=0)
+    model = FaceVAE(ModelConfig(image_size=32, latent_dim=6, filters=(8, 8, 8, 8), flows=2, flow_mode="amortized",
+                                prior="gaussian"), seed=0)
+    rng = np.random.default_rng(1)  # a fitted prior N(mean, L L^T): the sample endpoint maps its noise through it
+    model.set_prior(rng.normal(size=6), np.tril(rng.normal(size=(6, 6)), -1) + np.diag(rng.uniform(0.5, 2, 6)))
     directory = export_model(model, str(tmp / "run"))
     return model, directory, tmp
 
@@ -62,7 +65,8 @@ def test_reload_in_a_fresh_process_matches_at_two_batch_sizes(exported):
         np.testing.assert_allclose(out[f"encode_log_var_{n}"], log_var, atol=1e-5)
         np.testing.assert_allclose(out[f"encode_z_{n}"], zk, atol=1e-5)
         np.testing.assert_allclose(out[f"decode_{n}"], model.decode(z[:n]).numpy(), atol=1e-5)
-        np.testing.assert_allclose(out[f"sample_{n}"], model.decode(z[:n]).numpy(), atol=1e-5)
+        np.testing.assert_allclose(out[f"sample_{n}"], model.sample(noise=z[:n]).numpy(), atol=1e-5)
+        assert not np.allclose(out[f"sample_{n}"], model.decode(z[:n]).numpy(), atol=1e-3)  # the prior is used
         np.testing.assert_allclose(out[f"reconstruct_{n}"], model.reconstruct(images[:n]).numpy(), atol=1e-5)
     np.testing.assert_allclose(out["serving_default"], model.reconstruct(images[:2]).numpy(), atol=1e-5)
 
