@@ -33,15 +33,19 @@ class InferenceModel:
     Args:
         encode_fn: float32 images [B, S, S, C] -> z [B, d] (a tensor or array).
         decode_fn: z [B, d] -> images [B, S, S, C] in [0, 1].
+        sample_fn: standard-normal noise [B, d] -> images through the model's prior (a fitted prior maps the
+            noise first); None: decode_fn (the standard prior).
         image_size, channels, latent_dim: the shapes above.
         source: where the model came from (shown in messages).
         batch_size: images per call of the underlying functions.
     """
 
     def __init__(self, encode_fn: Callable, decode_fn: Callable, image_size: int, channels: int,
-                 latent_dim: int, source: str = "<memory>", batch_size: int = 256):
+                 latent_dim: int, source: str = "<memory>", batch_size: int = 256,
+                 sample_fn: Callable | None = None):
         self._encode_fn = encode_fn
         self._decode_fn = decode_fn
+        self._sample_fn = sample_fn or decode_fn
         self.image_size = int(image_size)
         self.channels = int(channels)
         self.latent_dim = int(latent_dim)
@@ -73,6 +77,13 @@ class InferenceModel:
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"decode expects latents of shape [B, {self.latent_dim}]. Received: shape={z.shape}")
         return self._batched(self._decode_fn, z, (self.image_size, self.image_size, self.channels))
+
+    def sample(self, noise: np.ndarray) -> np.ndarray:
+        """Images from standard-normal ``noise`` [B, d] (times a temperature) through the model's prior."""
+        noise = np.asarray(noise, dtype=np.float32)
+        if noise.ndim != 2 or noise.shape[1] != self.latent_dim:
+            raise ValueError(f"sample expects noise of shape [B, {self.latent_dim}]. Received: shape={noise.shape}")
+        return self._batched(self._sample_fn, noise, (self.image_size, self.image_size, self.channels))
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """decode(encode(images))."""
@@ -129,6 +140,7 @@ def load_inference_model(path: str, batch_size: int = 256) -> InferenceModel:
     return InferenceModel(
         encode_fn=lambda images: loaded.encode(images)["z"],
         decode_fn=lambda z: loaded.decode(z)["images"],
+        sample_fn=(lambda noise: loaded.sample(noise)["images"]) if hasattr(loaded, "sample") else None,
         image_size=size, channels=channels, latent_dim=latent_dim,
         source=directory, batch_size=batch_size,
     )
@@ -140,6 +152,7 @@ def from_keras(model, batch_size: int = 256) -> InferenceModel:
     return InferenceModel(
         encode_fn=lambda images: model.encode(images)[2],
         decode_fn=lambda z: model.decode(z),
+        sample_fn=lambda noise: model.sample(noise=noise),
         image_size=config.image_size, channels=config.channels, latent_dim=config.latent_dim,
         source="<memory>", batch_size=batch_size,
     )

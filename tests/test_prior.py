@@ -82,6 +82,8 @@ def test_model_samples_through_its_fitted_prior_and_keeps_it_in_the_keras_file(t
     model.set_prior(fitted.mean, fitted.scale_tril)
     expected = model.decode(fitted.transform(0.7 * noise)).numpy()
     np.testing.assert_allclose(model.sample(noise=noise, temperature=0.7).numpy(), expected, atol=1e-5)
+    from facevae.inference import from_keras
+    np.testing.assert_allclose(from_keras(model).sample(0.7 * noise), expected, atol=1e-5)  # what sample.py draws
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
