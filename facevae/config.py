@@ -254,8 +254,13 @@ class RunConfig:
 def _faces(dataset: str, size: int) -> RunConfig:
     return RunConfig(
         data=DataConfig(dataset=dataset, image_size=size, channels=3, flip=True),
-        model=ModelConfig(image_size=size, channels=3, latent_dim=200, likelihood="mse"),
-        # The published face-VAE recipe: Adam 5e-4, batch 150, 30 epochs, r_loss_factor 10000.
+        # A calibrated decoder (learned per-channel sigma, full Gaussian normaliser) and a Gaussian prior fitted to
+        # the training codes after training: on 900 real faces at 64 px the published objective
+        # (--likelihood mse --r-loss-factor 10000, sigma = 0.78 at 64 px) returns a blurred average face,
+        # and a sharp decoder's N(0, I) samples are not faces (0% detected; 72% with the fitted prior).
+        model=ModelConfig(image_size=size, channels=3, latent_dim=200, likelihood="gaussian", sigma="learned",
+                          prior="gaussian"),
+        # The published face-VAE optimiser: Adam 5e-4, batch 150, 30 epochs.
         train=TrainConfig(epochs=30, batch_size=150, learning_rate=5e-4),
     )
 

@@ -18,10 +18,34 @@ def test_preset_is_a_copy():
     assert PRESETS["synthetic"].train.epochs != 999
 
 
-def test_face_preset_follows_the_published_recipe():
+def test_face_preset_follows_the_published_optimiser_with_a_calibrated_decoder_and_fitted_prior():
     ffhq = preset("ffhq")
     assert (ffhq.train.learning_rate, ffhq.train.batch_size, ffhq.train.epochs) == (5e-4, 150, 30)
-    assert (ffhq.model.likelihood, ffhq.model.r_loss_factor) == ("mse", 10000.0)
+    assert (ffhq.model.likelihood, ffhq.model.sigma, ffhq.model.prior) == ("gaussian", "learned", "gaussian")
+    assert ffhq.model.decoder_kernel == 4 and ffhq.data.flip and ffhq.train.precise_bn_batches > 0
+
+
+def test_a_saved_config_without_decoder_kernel_is_the_old_3x3_decoder(tmp_path):
+    import json
+    values = preset("folder").to_dict()
+    del values["model"]["decoder_kernel"], values["model"]["prior"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    loaded = RunConfig.load(str(path)).validate()
+    assert loaded.model.decoder_kernel == 3 and loaded.model.prior == "standard"
+
+
+def test_sigma_is_a_positive_number_or_a_mode():
+    config = preset("folder")
+    for good in (0.05, "learned", "optimal"):
+        config.model.sigma = good
+        config.validate()
+    config.model.sigma = "huge"
+    with pytest.raises(ValueError, match="Unknown sigma 'huge'; expected one of \\['learned', 'optimal'\\]"):
+        config.validate()
+    config.model.sigma = -1.0
+    with pytest.raises(ValueError, match="Received: sigma=-1.0"):
+        config.validate()
 
 
 @pytest.mark.parametrize(
