@@ -21,6 +21,8 @@ def run_cli(*args, cwd=None):
         (["--dataset", "ffhq"], "--dataset ffhq needs --data-dir; prepare shards with: python -m data_prep ffhq"),
         (["--dataset", "mnist", "--data-dir", "/no/such/dir"], "--data-dir /no/such/dir does not exist"),
         (["--decoder", "pixelcnn"], "decoder='pixelcnn' models binary single-channel images"),
+        (["--sigma", "sharp"], "argument --sigma: must be 'learned', 'optimal' or a positive number; received 'sharp'"),
+        (["--filters", "64,128"], "argument --filters: must be four positive integers such as 64,128,128,256"),
     ],
 )
 def test_bad_flags_give_one_line_and_exit_code_2(tmp_path, args, expected):
@@ -41,6 +43,19 @@ def test_flags_override_the_preset():
                                       "--pixel-window", "5"])
     model = config_from_args(args).model
     assert (model.decoder, model.pixel_layers, model.pixel_window) == ("pixelcnn", 2, 5)
+
+
+def test_face_flags_override_the_preset():
+    args = build_parser().parse_args(["--dataset", "folder", "--data-dir", "x", "--sigma", "optimal", "--sigma-shared",
+                                      "--filters", "64,128,128,256", "--decoder-kernel", "3", "--prior", "standard",
+                                      "--precise-bn-batches", "0", "--no-flip"])
+    config = config_from_args(args)
+    m = config.model
+    assert (m.sigma, m.sigma_shared, m.filters, m.decoder_kernel, m.prior) == ("optimal", True, (64, 128, 128, 256), 3,
+                                                                               "standard")
+    assert config.train.precise_bn_batches == 0 and config.data.flip is False
+    published = config_from_args(build_parser().parse_args(["--dataset", "folder", "--likelihood", "mse", "--sigma", "0.2"]))
+    assert (published.model.likelihood, published.model.sigma) == ("mse", 0.2)
 
 
 def test_help_explains_every_flag():
