@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 __all__ = ["FusedBatchNormalization", "batch_norm_layers", "precise_batch_norm"]
@@ -60,7 +61,8 @@ def precise_batch_norm(model: keras.Layer, batches: Iterable, forward: Callable)
 
     ("precise BN", Wu and Johnson 2021, "Rethinking 'Batch' in BatchNorm"): the moving averages lag weights
     that are still changing, which can leave a freshly trained model worse than its training loss says.
-    Returns N, the number of batches used (0: nothing changed).
+    Batches whose statistics are not finite are skipped. Returns N, the number of batches used (0: nothing
+    changed).
     """
     layers = batch_norm_layers(model)
     if not layers:
@@ -73,11 +75,13 @@ def precise_batch_norm(model: keras.Layer, batches: Iterable, forward: Callable)
             layer.moving_mean.assign(tf.zeros_like(layer.moving_mean))
             layer.moving_variance.assign(tf.zeros_like(layer.moving_variance))
         forward(batch)
-        for layer, total in zip(layers, sums):
-            scale = 1.0 - layer.momentum
-            mean = layer.moving_mean.numpy().astype("float64") / scale
+        statistics = [(layer.moving_mean.numpy().astype("float64") / (1.0 - layer.momentum),
+                       layer.moving_variance.numpy().astype("float64") / (1.0 - layer.momentum)) for layer in layers]
+        if not all(np.all(np.isfinite(m)) and np.all(np.isfinite(v)) for m, v in statistics):
+            continue  # a batch with non-finite values (bad data, diverged weights) must not poison the statistics
+        for (mean, variance), total in zip(statistics, sums):
             total[0] = total[0] + mean
-            total[1] = total[1] + layer.moving_variance.numpy().astype("float64") / scale
+            total[1] = total[1] + variance
             total[2] = total[2] + mean * mean
         count += 1
     for layer, total, (old_mean, old_variance) in zip(layers, sums, saved):

@@ -64,3 +64,7 @@ def test_precise_batch_norm_sets_the_population_statistics_of_the_batches():
     np.testing.assert_allclose(layer.moving_variance.numpy(), everything.var(0), rtol=1e-5)
     assert precise_batch_norm(model, [], lambda x: model(x, training=True)) == 0
     np.testing.assert_allclose(layer.moving_mean.numpy(), everything.mean(0), rtol=1e-5, atol=1e-5)  # unchanged
+    poisoned = batches[0].copy()
+    poisoned[0, 0, 0, 0] = np.nan
+    assert precise_batch_norm(model, [poisoned] + batches, lambda x: model(x, training=True)) == 5  # skipped
+    np.testing.assert_allclose(layer.moving_mean.numpy(), everything.mean(0), rtol=1e-5, atol=1e-5)
