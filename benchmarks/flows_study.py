@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from data_prep import atomic, mnist
 from data_prep.errors import DataError
+from data_prep.sources import SOURCES
 from facevae import cli
 from facevae.analysis import metrics
 from facevae.analysis import plots
@@ -229,9 +230,12 @@ def _write(path: str, text: str) -> None:
     atomic.write_text(path, text)
 
 
+DIGIT_DATASETS = tuple(s.name for s in SOURCES if s.content == "digits")  # from data_prep's registry
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = cli.ArgumentParser(prog="benchmarks/flows_study.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", choices=("binarized_mnist", "mnist"), default="binarized_mnist",
+    p.add_argument("--dataset", choices=DIGIT_DATASETS, default="binarized_mnist",
                    help="static binarized MNIST, or IDX MNIST binarized dynamically (default: binarized_mnist)")
     p.add_argument("--data-dir", required=True, help="folder with binarized_mnist_*.mat (or the IDX .gz files)")
     p.add_argument("--flows", type=cli.non_negative_int, nargs="+", default=[0, 5, 10], help="K values (default: 0 5 10)")
