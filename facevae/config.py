@@ -114,6 +114,10 @@ class DataConfig:
 
     def validate(self) -> None:
         _choice("dataset", self.dataset, DATASETS)
+        if self.dataset == "synthetic" and self.data_dir is not None:
+            raise ValueError(f"--data-dir {self.data_dir} is not read by --dataset synthetic (its faces are rendered, "
+                             f"not loaded); drop --data-dir, or name the data's kind with --dataset "
+                             f"{'|'.join(d for d in DATASETS if d != 'synthetic')}")
         _choice("image size", self.image_size, IMAGE_SIZES)
         _choice("channels", self.channels, (1, 3))
         _positive("train_count", self.train_count)

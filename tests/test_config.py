@@ -47,3 +47,15 @@ def test_model_and_data_must_agree_on_shape():
     config.model.image_size = 32
     with pytest.raises(ValueError, match="disagree on image shape"):
         config.validate()
+
+
+def test_data_dir_with_the_built_in_faces_is_an_error_not_ignored(capsys):
+    from facevae import train
+
+    config = preset("synthetic")
+    config.data.data_dir = "shards/ffhq64"
+    with pytest.raises(ValueError, match="--data-dir shards/ffhq64 is not read by --dataset synthetic"):
+        config.validate()
+    assert train.main(["--data-dir", "shards/ffhq64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "drop --data-dir" in err and "--dataset ffhq|" in err
