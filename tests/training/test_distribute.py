@@ -16,6 +16,8 @@ import pytest
 from facevae.config import TrainConfig
 from facevae.training.distributed import is_chief, make_strategy, resolve_jit_compile
 
+pytestmark = pytest.mark.integration  # trains models (in this process or in subprocesses)
+
 JOB = os.path.join(os.path.dirname(__file__), "_distribute_job.py")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Timeouts: each job needs about 25 s of CPU; the bounds leave room for a loaded shared machine.

@@ -12,6 +12,8 @@ from facevae.config import preset
 from facevae.data.datasets import synthetic_datasets
 from facevae.training.trainer import NonFiniteLoss, fit, latest_checkpoint
 
+pytestmark = pytest.mark.integration  # trains models (in this process or in subprocesses)
+
 
 def test_fit_writes_the_whole_run_directory(tiny_config, tmp_path):
     result = fit(tiny_config(), verbose=0)
