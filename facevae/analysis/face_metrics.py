@@ -127,15 +127,9 @@ class IdentityKept:
 
 def _as_uint8_rgb(images: np.ndarray) -> np.ndarray:
     """Float images in [0, 1] of shape (N, H, W), (N, H, W, 1) or (N, H, W, 3) -> uint8 (N, H, W, 3)."""
-    x = np.asarray(images)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"images must be floats in [0, 1]; received dtype {x.dtype} (divide uint8 images by 255)")
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        raise ValueError(f"images must have shape (N, H, W, 3) or (N, H, W, 1); received shape {np.shape(images)}")
-    if x.size and (not np.all(np.isfinite(x)) or x.min() < -1e-3 or x.max() > 1 + 1e-3):
-        raise ValueError(f"images must be floats in [0, 1]; received range [{np.nanmin(x):.3g}, {np.nanmax(x):.3g}]")
+    from facevae.data.images import check_float_images
+
+    x = check_float_images(images)
     if x.shape[-1] == 1:
         x = np.repeat(x, 3, axis=-1)
     return np.round(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)

@@ -119,19 +119,6 @@ def load_inception(weights_path: str | None = None, random_weights: bool = False
                                           input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
 
 
-def _check_images(images: np.ndarray) -> np.ndarray:
-    x = np.asarray(images)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"images must be floats in [0, 1]; received dtype {x.dtype}")
-    if x.ndim == 3:
-        x = x[..., None]
-    if x.ndim != 4 or x.shape[-1] not in (1, 3):
-        raise ValueError(f"images must have shape (N, H, W, 3) or (N, H, W, 1); received shape {np.shape(images)}")
-    if x.size and (not np.all(np.isfinite(x)) or x.min() < -1e-3 or x.max() > 1 + 1e-3):
-        raise ValueError(f"images must be floats in [0, 1]; received range [{np.nanmin(x):.3g}, {np.nanmax(x):.3g}]")
-    return x.astype(np.float32)
-
-
 def inception_features(images: np.ndarray, model=None, batch_size: int = 25,
                        progress: bool | None = None) -> np.ndarray:
     """Pool features (N, 2048) float64 of float images (N, H, W, 3) in [0, 1].
@@ -144,7 +131,9 @@ def inception_features(images: np.ndarray, model=None, batch_size: int = 25,
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; received batch_size={batch_size}")
-    x = _check_images(images)
+    from facevae.data.images import check_float_images
+
+    x = check_float_images(images)
     model = load_inception() if model is None else model
     n = x.shape[0]
     out = np.empty((n, FEATURE_SIZE), np.float64)

@@ -16,7 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from data_prep.images import ImageFileError, decode_image
 
-__all__ = ["ImageError", "check_paths", "read_image", "read_images"]
+__all__ = ["ImageError", "check_paths", "read_image", "read_images", "check_float_images"]
 
 
 class ImageError(ValueError):
@@ -67,3 +67,21 @@ def read_images(paths: list[str], size: int, channels: int) -> tuple[np.ndarray,
         if note:
             notes.append(note)
     return np.stack(images), notes
+
+
+def check_float_images(images: np.ndarray) -> np.ndarray:
+    """Float images in [0, 1] of shape (N, H, W), (N, H, W, 1) or (N, H, W, 3) -> float32 (N, H, W, C).
+
+    Raises ValueError naming the dtype, shape or range that is wrong (the measures in facevae.analysis judge
+    decoded images, which are floats in [0, 1]).
+    """
+    x = np.asarray(images)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"images must be floats in [0, 1]; received dtype {x.dtype} (divide uint8 images by 255)")
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"images must have shape (N, H, W, 3) or (N, H, W, 1); received shape {np.shape(images)}")
+    if x.size and (not np.all(np.isfinite(x)) or x.min() < -1e-3 or x.max() > 1 + 1e-3):
+        raise ValueError(f"images must be floats in [0, 1]; received range [{np.nanmin(x):.3g}, {np.nanmax(x):.3g}]")
+    return x.astype(np.float32)
