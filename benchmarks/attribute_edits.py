@@ -248,9 +248,9 @@ def main(argv=None) -> int:
 
 
 def _write(path: str, text: str) -> None:
-    with open(path + ".tmp", "w") as handle:
-        handle.write(text)
-    os.replace(path + ".tmp", path)
+    from data_prep.atomic import write_text
+
+    write_text(path, text)
 
 
 def _picture(path: str, x, recon, pictures) -> None:

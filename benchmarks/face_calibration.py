@@ -70,9 +70,9 @@ def _sheet(rows: list[np.ndarray], path: str, scale: int = 2) -> None:
 
 
 def _write(path: str, text: str) -> None:
-    with open(path + ".tmp", "w") as handle:
-        handle.write(text)
-    os.replace(path + ".tmp", path)
+    from data_prep.atomic import write_text
+
+    write_text(path, text)
 
 
 def main(argv=None) -> int:

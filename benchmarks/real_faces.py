@@ -174,9 +174,9 @@ def _sheet(path: str, rows: list) -> None:
 
 
 def _write(path: str, text: str) -> None:
-    with open(path + ".tmp", "w") as handle:
-        handle.write(text)
-    os.replace(path + ".tmp", path)
+    from data_prep.atomic import write_text
+
+    write_text(path, text)
 
 
 def _pct(value) -> str:
