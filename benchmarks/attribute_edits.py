@@ -405,20 +405,26 @@ def render_markdown(result: dict) -> str:
         lines += ["", f"Reconstructions vs originals: identity kept {_pct(ident['kept'])} (median distance "
                   f"{ident['median_distance']:.3f}); faces detected in {_pct(ident['detected_originals'])} of originals, "
                   f"{_pct(ident['detected_reconstructions'])} of reconstructions."]
+    identity = ident is not None
     lines += ["", "Edits (strength in multiples of the default alpha = class-mean gap). Success: the judge reads "
-              "the target value; 'recon' is its reading of the unedited reconstruction. Identity kept: vs the unedited "
-              "reconstruction / vs the original (undetected faces count as not kept).", "",
+              "the target value; 'recon already' is the share of unedited reconstructions it already reads so. "
+              + ("Identity kept: vs the unedited reconstruction / vs the original (undetected faces count as not kept)."
+                 if identity else "Identity not measured (--no-identity)."), "",
               "| edit | faces | recon already | success 1x | success 2x | others unchanged 1x / 2x "
-              "| identity vs recon 1x / 2x | identity vs original 1x / 2x |", "|---|---|---|---|---|---|---|---|"]
+              + ("| identity vs recon 1x / 2x | identity vs original 1x / 2x |" if identity else "|"),
+              "|---|---|---|---|---|---|" + ("---|---|" if identity else "")]
     for name, e in result["edits"].items():
         for direction in ("add", "remove"):
             r = e[direction]
             one, two = r.get("1x", {}), r.get("2x", {})
-            ident_r = " / ".join(_pct(s.get("identity_vs_reconstruction", {}).get("kept")) for s in (one, two))
-            ident_o = " / ".join(_pct(s.get("identity_vs_original", {}).get("kept")) for s in (one, two))
-            lines.append(f"| {direction} {name} | {r['faces']} | {_pct(r['reconstruction_reads_target'])} | "
-                         f"{_pct(one.get('success'))} | {_pct(two.get('success'))} | "
-                         f"{_pct(one.get('others_unchanged'))} / {_pct(two.get('others_unchanged'))} | {ident_r} | {ident_o} |")
+            line = (f"| {direction} {name} | {r['faces']} | {_pct(r['reconstruction_reads_target'])} | "
+                    f"{_pct(one.get('success'))} | {_pct(two.get('success'))} | "
+                    f"{_pct(one.get('others_unchanged'))} / {_pct(two.get('others_unchanged'))} |")
+            if identity:
+                ident_r = " / ".join(_pct(s.get("identity_vs_reconstruction", {}).get("kept")) for s in (one, two))
+                ident_o = " / ".join(_pct(s.get("identity_vs_original", {}).get("kept")) for s in (one, two))
+                line += f" {ident_r} | {ident_o} |"
+            lines.append(line)
     lines += ["", "Vectors: " + ", ".join(
         f"{n} gap {e['gap']:.2f} from {e['vector_faces'][0]}+{e['vector_faces'][1]} faces"
         + (f", held-out AUC {e['held_out_auc']:.3f}" if e["held_out_auc"] is not None else "")

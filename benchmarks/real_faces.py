@@ -206,10 +206,12 @@ def render_markdown(results: dict, command: str) -> str:
             s = r["samples"][f"{t:g}"]
             cells += [_pct(s["detected"]), _num(s["frechet"], 4), f"{s['seam']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    edit_lines = ["", "Attribute edits on the held-out faces (judge trained on faces 0-999; success at the default "
-                  "strength / at 2x; others unchanged and identity kept vs the face's own reconstruction, default strength):",
-                  "", "| variant | edit | faces | success 1x | success 2x | others unchanged | same person |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+    edit_lines = ["", "Attribute edits on the held-out faces (judge trained on faces 0-999; 'recon already': the share of "
+                  "unedited reconstructions the judge already reads as the target, the baseline for success; success at "
+                  "the default strength / at 2x; others unchanged and identity kept vs the face's own reconstruction, "
+                  "default strength):",
+                  "", "| variant | edit | faces | recon already | success 1x | success 2x | others unchanged | same person |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
     judges = []
     for name, r in results.items():
         edits = r.get("edits")
@@ -224,7 +226,8 @@ def render_markdown(results: dict, command: str) -> str:
                 e = entry[direction]
                 one, two = e.get("1x", {}), e.get("2x", {})
                 same = (one.get("identity_vs_reconstruction") or {}).get("kept")
-                edit_lines.append(f"| {name} | {direction} {attribute} | {e['faces']} | {_pct(one.get('success'))} | "
+                edit_lines.append(f"| {name} | {direction} {attribute} | {e['faces']} | "
+                                  f"{_pct(e.get('reconstruction_reads_target'))} | {_pct(one.get('success'))} | "
                                   f"{_pct(two.get('success'))} | {_pct(one.get('others_unchanged'))} | {_pct(same)} |")
     text = "\n".join(lines)
     if judges:
