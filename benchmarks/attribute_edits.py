@@ -22,6 +22,13 @@
    reconstruction (what the edit should preserve) and against the original.
 
 Attribute names match case-insensitively (CelebA's ``Smiling`` and the manifest's ``smiling``).
+
+The trained judge is cached in ``--cache-dir`` (``judge-<key>.keras`` with ``judge-<key>.json`` beside it, both written
+atomically) under a key made of what it was trained on: the shards' checksums from their manifest (built-in
+faces: the renderer's source hash, seed and count), the attribute list in order, the image size and channels,
+and the judge's settings (``JUDGE_SETTINGS``, epochs, seed). A second call on the same labelled data (for
+example ``benchmarks/real_faces.py`` measuring two variants) loads it instead of training again; the output
+says which happened. ``--retrain-judge`` ignores the cache (and refreshes it).
 Writes benchmarks/results/attribute_edits_<tag>.{json,md,png} (the picture: per attribute, faces
 without it and with it: original, reconstruction, edit at 1x and 2x) and prints the table.
 """
@@ -35,11 +42,18 @@ import time
 
 import numpy as np
 
-__all__ = ["resolve_attributes", "build_judge", "train_judge", "judge_scores", "main", "render_markdown"]
+__all__ = ["resolve_attributes", "build_judge", "train_judge", "judge_scores", "judge_key", "cached_judge", "main",
+           "render_markdown", "JUDGE_SETTINGS"]
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 DEFAULT_ATTRIBUTES = {"synthetic": ("glasses", "smiling"), "shards": ("smiling", "glasses", "male")}
 STRENGTHS = (1.0, 2.0)
+DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "facevae", "attribute_edits")
+# Everything fixed in build_judge / train_judge that decides the judge's weights; bump "version" when the code
+# changes in a way these numbers do not capture, so that cached judges are not reused.
+JUDGE_SETTINGS = {"version": 1, "filters": [16, 32, 64, 64], "dense": 64, "dropout": 0.3, "bn_momentum": 0.9,
+                  "blur_sigma": [0.5, 2.5], "flip": "horizontal", "batch_size": 64, "optimizer": "adam",
+                  "learning_rate": 1e-3}
 
 
 def resolve_attributes(requested: list[str], available: list[str], data: str) -> list[str]:
@@ -56,7 +70,8 @@ def resolve_attributes(requested: list[str], available: list[str], data: str) ->
     return out
 
 
-def _blur(images: np.ndarray, rng: np.random.Generator, low: float = 0.5, high: float = 2.5) -> np.ndarray:
+def _blur(images: np.ndarray, rng: np.random.Generator, low: float = JUDGE_SETTINGS["blur_sigma"][0],
+          high: float = JUDGE_SETTINGS["blur_sigma"][1]) -> np.ndarray:
     from scipy.ndimage import gaussian_filter
 
     sigmas = rng.uniform(low, high, len(images))
@@ -99,9 +114,80 @@ def train_judge(images: np.ndarray, labels: np.ndarray, known: np.ndarray, epoch
     y = np.concatenate([labels, known], axis=1).astype(np.float32)
     y = np.concatenate([y, y])
     model = build_judge(images.shape[1], images.shape[3], labels.shape[1])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=_masked_bce)
-    model.fit(x, y, batch_size=64, epochs=epochs, verbose=0, shuffle=True)
+    model.compile(optimizer=keras.optimizers.Adam(JUDGE_SETTINGS["learning_rate"]), loss=_masked_bce)
+    model.fit(x, y, batch_size=JUDGE_SETTINGS["batch_size"], epochs=epochs, verbose=0, shuffle=True)
     return model
+
+
+def _data_identity(data: str, judge_count: int) -> dict:
+    """What the judge's training faces are, by content: shard checksums, or the built-in renderer and its seed.
+
+    Raises ValueError (a one-line reason) when the shards' manifest carries no checksum for a shard.
+    """
+    from facevae.data.labelled_faces import SYNTHETIC
+
+    if data == SYNTHETIC:
+        import hashlib
+
+        import data_prep.synthetic as renderer
+
+        with open(renderer.__file__, "rb") as handle:
+            source = hashlib.sha256(handle.read()).hexdigest()
+        return {"kind": SYNTHETIC, "renderer_sha256": source, "seed": 7, "start": 0, "count": int(judge_count)}
+    with open(os.path.join(data, "manifest.json")) as handle:
+        shards = json.load(handle).get("shards") or []
+    train = sorted((s["file"], s.get("sha256")) for s in shards if s.get("split") == "train")
+    if not train or any(checksum is None for _, checksum in train):
+        raise ValueError(f"{os.path.join(data, 'manifest.json')} lists no sha256 for its train shards")
+    return {"kind": "shards", "train_shards_sha256": [checksum for _, checksum in train]}
+
+
+def judge_key(data: dict, attributes: list[str], image_size: int, channels: int, epochs: int, seed: int) -> dict:
+    """The full description a cached judge is stored and looked up under (JSON-serialisable)."""
+    return {"data": data, "attributes": list(attributes), "image_size": int(image_size), "channels": int(channels),
+            "epochs": int(epochs), "seed": int(seed), "settings": JUDGE_SETTINGS}
+
+
+def _digest(key: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def cached_judge(cache_dir: str | None, key: dict, train, retrain: bool = False):
+    """Load the judge stored under ``key`` in ``cache_dir``, else call ``train()`` and store its result.
+
+    Files: ``cache_dir/judge-<digest>.keras`` (the model) and ``.json`` (the key, written last, so a judge is
+    only found once both are complete); each written atomically (temporary sibling, then ``os.replace``).
+    Returns ``(model, info)``; ``info["status"]`` is ``"loaded"`` or ``"trained"``, with the path and the
+    training seconds (those of the original training when loaded). ``cache_dir=None`` trains without caching.
+    """
+    import keras
+
+    from data_prep.atomic import atomic_path, write_json
+
+    stem = os.path.join(cache_dir, f"judge-{_digest(key)}") if cache_dir else None
+    if stem and not retrain and os.path.isfile(stem + ".json") and os.path.isfile(stem + ".keras"):
+        try:
+            with open(stem + ".json") as handle:
+                stored = json.load(handle)
+            if stored.get("key") == json.loads(json.dumps(key)):
+                model = keras.models.load_model(stem + ".keras", compile=False)
+                return model, {"status": "loaded", "path": stem + ".keras",
+                               "train_seconds": stored.get("train_seconds"), "trained_at": stored.get("trained_at")}
+        except (OSError, ValueError) as error:
+            print(f"judge cache {stem}.keras unreadable ({error}); training again", file=sys.stderr)
+    started = time.time()
+    model = train()
+    seconds = round(time.time() - started, 1)
+    info = {"status": "trained", "path": None, "train_seconds": seconds,
+            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if stem:
+        with atomic_path(stem + ".keras") as temporary:
+            model.save(temporary)
+        write_json(stem + ".json", {"key": key, "train_seconds": seconds, "trained_at": info["trained_at"]})
+        info["path"] = stem + ".keras"
+    return model, info
 
 
 def judge_scores(judge, images: np.ndarray) -> np.ndarray:
@@ -136,6 +222,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-identity", action="store_true", help="skip the dlib identity measures")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", help="results name: benchmarks/results/attribute_edits_<tag>.* (default: from --data)")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE,
+                        help=f"where trained judges are kept and reused (default: {DEFAULT_CACHE}); '' = no cache")
+    parser.add_argument("--retrain-judge", action="store_true", help="train the judge even when a cached one fits")
     args = parser.parse_args(argv)
 
     from facevae.analysis import latent
@@ -174,7 +263,16 @@ def main(argv=None) -> int:
         held = load_labelled_faces(args.data, min(args.eval_count, splits[held_split]), size, channels, split=held_split)
         held_name = f"{held_split} split of {args.data}"
     stack = lambda faces, key: np.stack([getattr(faces, key)[n] for n in names], axis=1)  # noqa: E731
-    judge = train_judge(train.images, stack(train, "labels"), stack(train, "known"), args.judge_epochs, args.seed)
+    cache_dir = args.cache_dir or None
+    try:
+        key = judge_key(_data_identity(args.data, args.judge_count), names, size, channels, args.judge_epochs, args.seed)
+    except ValueError as error:
+        print(f"judge not cached: {error}", file=sys.stderr)
+        key, cache_dir = {}, None
+    judge, judge_info = cached_judge(
+        cache_dir, key, lambda: train_judge(train.images, stack(train, "labels"), stack(train, "known"),
+                                            args.judge_epochs, args.seed), retrain=args.retrain_judge)
+    print(f"judge: {_judge_line(judge_info)}", flush=True)
 
     x = held.images
     labels, known = stack(held, "labels"), stack(held, "known")
@@ -236,7 +334,7 @@ def main(argv=None) -> int:
 
     result = {"model": os.path.realpath(args.model), "data": args.data, "held_out": held_name, "faces": int(len(x)),
               "judge_training_faces": int(len(train.images)), "image_size": size, "latent_dim": model.latent_dim,
-              "attributes": names, "judge": judge_quality, "identity_reconstruction": identity_recon,
+              "attributes": names, "judge": judge_quality, "judge_source": judge_info, "identity_reconstruction": identity_recon,
               "edits": edits, "seconds": round(time.time() - started, 1),
               "command": " ".join(["benchmarks/attribute_edits.py", *(argv if argv is not None else sys.argv[1:])])}
     os.makedirs(RESULTS, exist_ok=True)
@@ -283,10 +381,19 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
+def _judge_line(info: dict | None) -> str:
+    if not info:
+        return "trained (source not recorded)"
+    if info["status"] == "loaded":
+        return f"loaded from {info['path']} (trained {info.get('trained_at')} in {info.get('train_seconds')} s)"
+    where = f"; cached at {info['path']}" if info.get("path") else "; not cached"
+    return f"trained in {info['train_seconds']} s{where}"
+
+
 def render_markdown(result: dict) -> str:
     lines = [f"Model `{result['model']}` ({result['image_size']} px, latent {result['latent_dim']}); held out: "
              f"{result['faces']} faces ({result['held_out']}); judge trained on {result['judge_training_faces']} "
-             "labelled faces (+ blurred copies).", "",
+             f"labelled faces (+ blurred copies); judge {_judge_line(result.get('judge_source'))}.", "",
              "Judge on held-out faces: accuracy / ROC AUC against the labels.", "",
              "| attribute | originals | reconstructions |", "|---|---|---|"]
     for name, q in result["judge"].items():
@@ -298,20 +405,26 @@ def render_markdown(result: dict) -> str:
         lines += ["", f"Reconstructions vs originals: identity kept {_pct(ident['kept'])} (median distance "
                   f"{ident['median_distance']:.3f}); faces detected in {_pct(ident['detected_originals'])} of originals, "
                   f"{_pct(ident['detected_reconstructions'])} of reconstructions."]
+    identity = ident is not None
     lines += ["", "Edits (strength in multiples of the default alpha = class-mean gap). Success: the judge reads "
-              "the target value; 'recon' is its reading of the unedited reconstruction. Identity kept: vs the unedited "
-              "reconstruction / vs the original (undetected faces count as not kept).", "",
+              "the target value; 'recon already' is the share of unedited reconstructions it already reads so. "
+              + ("Identity kept: vs the unedited reconstruction / vs the original (undetected faces count as not kept)."
+                 if identity else "Identity not measured (--no-identity)."), "",
               "| edit | faces | recon already | success 1x | success 2x | others unchanged 1x / 2x "
-              "| identity vs recon 1x / 2x | identity vs original 1x / 2x |", "|---|---|---|---|---|---|---|---|"]
+              + ("| identity vs recon 1x / 2x | identity vs original 1x / 2x |" if identity else "|"),
+              "|---|---|---|---|---|---|" + ("---|---|" if identity else "")]
     for name, e in result["edits"].items():
         for direction in ("add", "remove"):
             r = e[direction]
             one, two = r.get("1x", {}), r.get("2x", {})
-            ident_r = " / ".join(_pct(s.get("identity_vs_reconstruction", {}).get("kept")) for s in (one, two))
-            ident_o = " / ".join(_pct(s.get("identity_vs_original", {}).get("kept")) for s in (one, two))
-            lines.append(f"| {direction} {name} | {r['faces']} | {_pct(r['reconstruction_reads_target'])} | "
-                         f"{_pct(one.get('success'))} | {_pct(two.get('success'))} | "
-                         f"{_pct(one.get('others_unchanged'))} / {_pct(two.get('others_unchanged'))} | {ident_r} | {ident_o} |")
+            line = (f"| {direction} {name} | {r['faces']} | {_pct(r['reconstruction_reads_target'])} | "
+                    f"{_pct(one.get('success'))} | {_pct(two.get('success'))} | "
+                    f"{_pct(one.get('others_unchanged'))} / {_pct(two.get('others_unchanged'))} |")
+            if identity:
+                ident_r = " / ".join(_pct(s.get("identity_vs_reconstruction", {}).get("kept")) for s in (one, two))
+                ident_o = " / ".join(_pct(s.get("identity_vs_original", {}).get("kept")) for s in (one, two))
+                line += f" {ident_r} | {ident_o} |"
+            lines.append(line)
     lines += ["", "Vectors: " + ", ".join(
         f"{n} gap {e['gap']:.2f} from {e['vector_faces'][0]}+{e['vector_faces'][1]} faces"
         + (f", held-out AUC {e['held_out_auc']:.3f}" if e["held_out_auc"] is not None else "")

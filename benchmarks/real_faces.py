@@ -117,8 +117,13 @@ def _frechet(reference, analysis):
         return None
 
 
-def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits: bool) -> tuple[dict, list]:
-    """Every figure of the table for one trained run, plus the picture rows."""
+def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits: bool,
+            judge_cache: str | None = None) -> tuple[dict, list]:
+    """Every figure of the table for one trained run, plus the picture rows.
+
+    The edit judge is cached in ``judge_cache`` (keyed by the shards' checksums, attributes and judge settings),
+    so that every variant measured on the same shards is judged by the same judge, trained once.
+    """
     import tensorflow as tf
 
     from data_prep.pipeline import load
@@ -158,7 +163,10 @@ def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits:
         import attribute_edits
 
         name = f"real_faces_{tag}"
-        attribute_edits.main(["--model", run_dir, "--data", shards, "--attributes", EDITED, "--tag", name])
+        code = attribute_edits.main(["--model", run_dir, "--data", shards, "--attributes", EDITED, "--tag", name,
+                                     "--cache-dir", judge_cache or ""])
+        if code:
+            raise SystemExit(code)
         with open(os.path.join(attribute_edits.RESULTS, f"attribute_edits_{name}.json")) as handle:
             row["edits"] = json.load(handle)
     return row, pictures
@@ -198,24 +206,28 @@ def render_markdown(results: dict, command: str) -> str:
             s = r["samples"][f"{t:g}"]
             cells += [_pct(s["detected"]), _num(s["frechet"], 4), f"{s['seam']:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    edit_lines = ["", "Attribute edits on the held-out faces (judge trained on faces 0-999; success at the default "
-                  "strength / at 2x; others unchanged and identity kept vs the face's own reconstruction, default strength):",
-                  "", "| variant | edit | faces | success 1x | success 2x | others unchanged | same person |",
-                  "|---|---|---:|---:|---:|---:|---:|"]
+    edit_lines = ["", "Attribute edits on the held-out faces (judge trained on faces 0-999; 'recon already': the share of "
+                  "unedited reconstructions the judge already reads as the target, the baseline for success; success at "
+                  "the default strength / at 2x; others unchanged and identity kept vs the face's own reconstruction, "
+                  "default strength):",
+                  "", "| variant | edit | faces | recon already | success 1x | success 2x | others unchanged | same person |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|"]
     judges = []
     for name, r in results.items():
         edits = r.get("edits")
         if not edits:
             continue
+        source = (edits.get("judge_source") or {}).get("status")
         judges.append(f"{name}: " + ", ".join(
             f"{a} acc. {q['originals']['accuracy']:.2f} (recon. {q['reconstructions']['accuracy']:.2f})"
-            for a, q in edits["judge"].items()))
+            for a, q in edits["judge"].items()) + (f" [judge {source}]" if source else ""))
         for attribute, entry in edits["edits"].items():
             for direction in ("add", "remove"):
                 e = entry[direction]
                 one, two = e.get("1x", {}), e.get("2x", {})
                 same = (one.get("identity_vs_reconstruction") or {}).get("kept")
-                edit_lines.append(f"| {name} | {direction} {attribute} | {e['faces']} | {_pct(one.get('success'))} | "
+                edit_lines.append(f"| {name} | {direction} {attribute} | {e['faces']} | "
+                                  f"{_pct(e.get('reconstruction_reads_target'))} | {_pct(one.get('success'))} | "
                                   f"{_pct(two.get('success'))} | {_pct(one.get('others_unchanged'))} | {_pct(same)} |")
     text = "\n".join(lines)
     if judges:
@@ -232,7 +244,7 @@ def main(argv=None) -> int:
     parser.add_argument("--attributes", default=os.path.join(SHARED, "ffhq_features", "ffhq_features.csv"),
                         help="FFHQ features table")
     parser.add_argument("--work", default=os.path.join(os.path.expanduser("~"), ".cache", "facevae", "real_faces"),
-                        help="shards and runs (reused between calls)")
+                        help="shards, runs and the edit judge (work/judges), reused between calls")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="where the tables and sheets go")
     parser.add_argument("--epochs", type=int, default=100, help="epochs of 31 steps (1,000 faces, batch 32)")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -255,7 +267,8 @@ def main(argv=None) -> int:
     for name in names:
         description, flags = VARIANTS[name]
         run_dir, minutes = train_variant(name, flags, shards, args.work, args.epochs, args.batch_size)
-        row, pictures = measure(run_dir, shards, args.samples, args.seed, name, not args.no_edits)
+        row, pictures = measure(run_dir, shards, args.samples, args.seed, name, not args.no_edits,
+                                os.path.join(args.work, "judges"))
         results[name] = {"description": description, "flags": flags, "epochs": args.epochs,
                          "batch_size": args.batch_size, "train_minutes": minutes, "command": command, **row}
         _sheet(os.path.join(args.out, f"real_faces_{name}.png"), pictures)

@@ -1,5 +1,6 @@
 """benchmarks/attribute_edits.py: case-insensitive attribute names and the judge's masked loss."""
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -56,3 +57,52 @@ def test_judge_learns_a_visible_attribute(bench):
     assert np.mean((scores[:, 1] > 0.5) == ~top[256:]) > 0.9
     blurred = gaussian_filter(x[256:], sigma=(0, 1.5, 1.5, 0))
     assert np.mean((bench.judge_scores(judge, blurred)[:, 0] > 0.5) == top[256:]) > 0.9
+
+
+def test_judge_is_cached_by_key_and_loaded_with_the_same_predictions(bench, tmp_path):
+    """First call trains and stores; the same key loads (no training, identical scores); another key trains;
+    no temporary files are left; the key holds the shard checksums, the attributes and the settings."""
+    rng = np.random.default_rng(1)
+    x = rng.random((64, 16, 16, 1)).astype(np.float32)
+    labels = np.stack([x[:, :8].mean((1, 2, 3)) > x[:, 8:].mean((1, 2, 3))], 1)
+    known = np.ones_like(labels)
+    calls = []
+
+    def train():
+        calls.append(1)
+        return bench.train_judge(x, labels, known, epochs=1, seed=0)
+
+    manifest = {"shards": [{"file": "train-00000-of-00001.tfrecord", "split": "train", "sha256": "ab" * 32},
+                           {"file": "validation-00000-of-00001.tfrecord", "split": "validation", "sha256": "cd" * 32}]}
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "shards" / "manifest.json").write_text(json.dumps(manifest))
+    data = bench._data_identity(str(tmp_path / "shards"), 8000)
+    assert data == {"kind": "shards", "train_shards_sha256": ["ab" * 32]}
+    key = bench.judge_key(data, ["top"], 16, 1, epochs=1, seed=0)
+    cache = str(tmp_path / "cache")
+
+    first, info = bench.cached_judge(cache, key, train)
+    assert info["status"] == "trained" and len(calls) == 1 and os.path.isfile(info["path"])
+    second, info2 = bench.cached_judge(cache, key, train)
+    assert info2["status"] == "loaded" and len(calls) == 1 and info2["path"] == info["path"]
+    assert info2["train_seconds"] == info["train_seconds"]
+    np.testing.assert_array_equal(bench.judge_scores(first, x), bench.judge_scores(second, x))
+
+    other = bench.judge_key(data, ["top", "bottom"], 16, 1, epochs=1, seed=0)
+    _, info3 = bench.cached_judge(cache, other, train)
+    assert info3["status"] == "trained" and len(calls) == 2 and info3["path"] != info["path"]
+    _, info4 = bench.cached_judge(cache, key, train, retrain=True)
+    assert info4["status"] == "trained" and len(calls) == 3
+    assert sorted(os.listdir(cache)) == sorted(
+        os.path.basename(p) + suffix for p in {info["path"][:-6], info3["path"][:-6]} for suffix in (".json", ".keras"))
+
+    _, info5 = bench.cached_judge(None, key, train)
+    assert info5 == {**info5, "status": "trained", "path": None}
+
+
+def test_judge_key_refuses_shards_without_checksums(bench, tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"shards": [{"file": "train-0.tfrecord", "split": "train"}]}))
+    with pytest.raises(ValueError, match="lists no sha256 for its train shards"):
+        bench._data_identity(str(tmp_path), 8000)
+    synthetic = bench._data_identity("synthetic", 500)
+    assert synthetic["kind"] == "synthetic" and synthetic["count"] == 500 and len(synthetic["renderer_sha256"]) == 64
