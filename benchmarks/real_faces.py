@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python benchmarks/real_faces.py --variants published,sigma0.1
     PYTHONPATH=. python benchmarks/real_faces.py --variants defaults --epochs 100
+    PYTHONPATH=. python benchmarks/real_faces.py --run folder-defaults=runs/RUN   # a run trained elsewhere
 
 1. Shards: ``python -m data_prep ffhq --src SRC --size 64 --validation-indices 1000-1100 --attributes TABLE`` into
    ``--work`` (made once, reused).
@@ -238,8 +239,11 @@ def render_markdown(results: dict, command: str) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", default="published,sigma0.1",
-                        help=f"comma list of {', '.join(VARIANTS)} (default: the two baselines)")
+    parser.add_argument("--variants", default=None,
+                        help=f"comma list of {', '.join(VARIANTS)} (default: the two baselines, or none with --run)")
+    parser.add_argument("--run", action="append", default=[], metavar="NAME=RUN_DIR",
+                        help="also measure a run trained elsewhere (for example by the acceptance command "
+                             "`python -m facevae.train --dataset folder ...` on faces 0-999), as row NAME; repeatable")
     parser.add_argument("--src", default=os.path.join(SHARED, "ffhq_1k"), help="FFHQ folder (default: ../shared/data/ffhq_1k)")
     parser.add_argument("--attributes", default=os.path.join(SHARED, "ffhq_features", "ffhq_features.csv"),
                         help="FFHQ features table")
@@ -252,7 +256,14 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample noise")
     parser.add_argument("--no-edits", action="store_true", help="skip the attribute-edit benchmark")
     args = parser.parse_args(argv)
-    names = [n.strip() for n in args.variants.split(",") if n.strip()]
+    variants = args.variants if args.variants is not None else ("" if args.run else "published,sigma0.1")
+    names = [n.strip() for n in variants.split(",") if n.strip()]
+    runs = {}
+    for item in args.run:
+        name, _, run_dir = item.partition("=")
+        if not name or not os.path.isfile(os.path.join(run_dir, "metrics.json")):
+            parser.error(f"--run {item}: expected NAME=RUN_DIR of a finished run (with metrics.json)")
+        runs[name] = run_dir
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; expected some of {list(VARIANTS)}")
@@ -264,13 +275,21 @@ def main(argv=None) -> int:
     json_path = os.path.join(args.out, "real_faces.json")
     results = json.load(open(json_path)) if os.path.exists(json_path) else {}
     command = "PYTHONPATH=. python benchmarks/real_faces.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    for name in names:
-        description, flags = VARIANTS[name]
-        run_dir, minutes = train_variant(name, flags, shards, args.work, args.epochs, args.batch_size)
+    jobs = [(name, *VARIANTS[name]) for name in names] + [(name, f"run {path}", None) for name, path in runs.items()]
+    for name, description, flags in jobs:
+        if flags is None:  # trained elsewhere: its own epochs, batch size and training time
+            run_dir = runs[name]
+            trained = json.load(open(os.path.join(run_dir, "metrics.json")))
+            config = json.load(open(os.path.join(run_dir, "config.json")))
+            flags, epochs, batch_size = [], config["train"]["epochs"], config["train"]["batch_size"]
+            minutes = trained.get("train_seconds_this_session", float("nan")) / 60
+        else:
+            epochs, batch_size = args.epochs, args.batch_size
+            run_dir, minutes = train_variant(name, flags, shards, args.work, epochs, batch_size)
         row, pictures = measure(run_dir, shards, args.samples, args.seed, name, not args.no_edits,
                                 os.path.join(args.work, "judges"))
-        results[name] = {"description": description, "flags": flags, "epochs": args.epochs,
-                         "batch_size": args.batch_size, "train_minutes": minutes, "command": command, **row}
+        results[name] = {"description": description, "flags": flags, "epochs": epochs,
+                         "batch_size": batch_size, "train_minutes": minutes, "command": command, **row}
         _sheet(os.path.join(args.out, f"real_faces_{name}.png"), pictures)
         _write(json_path, json.dumps(results, indent=2) + "\n")
         _write(os.path.join(args.out, "real_faces.md"), render_markdown(results, command))
