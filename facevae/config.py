@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,7 @@ __all__ = [
     "PRESETS",
     "preset",
     "flag",
+    "SEED_MAX",
 ]
 
 DATASETS = DATASET_NAMES  # the registry of data_prep.sources is the one list of datasets
@@ -42,6 +45,7 @@ DECODERS = ("conv", "pixelcnn")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 JIT_CHOICES = ("auto", "on", "off")
 LR_SCHEDULES = ("constant", "cosine")
+SEED_MAX = 2**32 - 1  # the seeds of numpy and keras.utils.set_random_seed are 32-bit
 
 
 def flag(help: str, **options: Any) -> dict:
@@ -266,6 +270,8 @@ class TrainConfig:
             )
         if self.steps_per_epoch is not None:
             _positive("steps_per_epoch", self.steps_per_epoch)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= SEED_MAX:
+            raise ValueError(f"--seed must be an integer from 0 to {SEED_MAX} (2**32 - 1). Received: seed={self.seed!r}")
 
 
 @dataclass
@@ -298,6 +304,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
+        """The config ``values`` (as ``to_dict`` makes) describe; ValueError naming the first field that is unknown
+        or of the wrong type (``"train.epochs = 'ten' is not an integer"``). Missing fields take their defaults."""
+        if not isinstance(values, dict):
+            raise ValueError(f"is not a JSON object of sections (data, model, train) but {type(values).__name__}")
+        for section, section_cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+            _check_section(section, section_cls, values.get(section, {}))
+        if not isinstance(values.get("changes", []), list):
+            raise ValueError(f"'changes' must be a list. Received: {values['changes']!r}")
         model = dict(values.get("model", {}))
         if "filters" in model:
             model["filters"] = tuple(model["filters"])
@@ -316,8 +330,55 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str) -> "RunConfig":
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        """Read a config.json; ValueError (one line naming ``path``, what is wrong and the fix) when it is not valid
+        JSON or not a config (unknown fields, wrong types). Values are checked by ``validate``, not here."""
+        try:
+            with open(path) as f:
+                values = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not valid JSON ({error}); restore the run's config.json or start a new run") \
+                from None
+        try:
+            return cls.from_dict(values)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}; restore the run's config.json or start a new run") from None
+
+
+def _type_name(hint: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null",
+             list: "a list"}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        return "a list of integers"
+    return names.get(hint, str(hint))
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a config field's type (int: not bool; float: int or float; tuple[int, ...]: list)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if origin is tuple:
+        return isinstance(value, (list, tuple)) and all(_fits(v, int) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint)
+
+
+def _check_section(section: str, cls: type, values: Any) -> None:
+    if not isinstance(values, dict):
+        raise ValueError(f"'{section}' must be an object of fields. Received: {values!r}")
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if key not in hints:
+            raise ValueError(f"unknown field {section}.{key}; {cls.__name__} has {sorted(hints)}")
+        if not _fits(value, hints[key]):
+            raise ValueError(f"{section}.{key} = {value!r} is not {_type_name(hints[key])}")
 
 
 def _faces(dataset: str, size: int) -> RunConfig:

@@ -47,5 +47,5 @@ def test_a_split_smaller_than_one_batch_is_a_one_line_error(tmp_path):
         Image.fromarray(image).save(raw / f"{i}.png")
     done = _train(tmp_path, "--dataset", "folder", "--data-dir", str(raw), "--run-name", "c")
     assert done.returncode == 2
-    assert "fewer than one batch; pass a --batch-size of at most" in done.stderr.strip().splitlines()[-1]
+    assert "fewer than one batch (--batch-size 8): an epoch would have no step; pass --batch-size" in done.stderr.strip().splitlines()[-1]
     assert "Traceback" not in done.stderr
