@@ -130,7 +130,11 @@ class DirectoryLock:
         return "://" in self.directory
 
     def acquire(self) -> "DirectoryLock":
-        if self.remote or self._fd is not None:
+        if self._fd is not None:
+            return self
+        if self.remote:
+            self.note(f"note: {self.flag} {self.directory} is not locked (gs:// and s3:// have no exclusive create); "
+                      "run one writer at a time into it")
             return self
         check_output_dir(self.directory, self.flag)
         try:

@@ -99,6 +99,7 @@ class DataConfig:
 
     dataset: one of DATASETS; ``synthetic`` needs no files.
     data_dir: shard directory made by ``python -m data_prep`` (or raw data to prepare).
+    attributes: attribute table prepared with a raw ``data_dir`` into its shards (None: none).
     image_size: side in pixels; channels: 1 (grey) or 3 (RGB).
     train_count / validation_count: number of built-in faces (synthetic only).
     binarize: ``"dynamic"`` resamples binary pixels each epoch (MNIST), else None.
@@ -110,7 +111,12 @@ class DataConfig:
         "shards made by `python -m data_prep` (raw data is prepared on first use)", parse="str", none="none"))
     image_size: int = field(default=64, metadata=flag(
         "image side in pixels", parse="int", choices=IMAGE_SIZES, also="model.image_size"))
-    channels: int = 3
+    channels: int = field(default=3, metadata=flag(
+        "1 (grey) or 3 (RGB); for a --data-dir of shards the default is what their manifest.json says",
+        parse="int", choices=(1, 3), also="model.channels"))
+    attributes: str | None = field(default=None, metadata=flag(
+        "attribute table of a raw --data-dir folder (FFHQ features CSV, CelebA list_attr_celeba.txt or a CSV), "
+        "prepared into its shards", parse="str", none="none"))
     train_count: int = field(default=8000, metadata=flag("built-in faces to train on", parse="positive_int"))
     validation_count: int = 1000
     binarize: str | None = None
@@ -122,6 +128,10 @@ class DataConfig:
             raise ValueError(f"--data-dir {self.data_dir} is not read by --dataset synthetic (its faces are rendered, "
                              f"not loaded); drop --data-dir, or name the data's kind with --dataset "
                              f"{'|'.join(d for d in DATASETS if d != 'synthetic')}")
+        if self.attributes is not None and self.data_dir is None:
+            raise ValueError(f"--attributes {self.attributes} goes with a raw --data-dir folder, whose shards it is "
+                             "prepared into; pass --data-dir too (or prepare shards with python -m data_prep "
+                             "folder|ffhq --attributes)")
         _choice("image size", self.image_size, IMAGE_SIZES)
         _choice("channels", self.channels, (1, 3))
         _positive("train_count", self.train_count)

@@ -126,6 +126,12 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
         if also:
             section, name = also.split(".")
             setattr(getattr(config, section), name, value)
+    if base is None and getattr(args, "channels", None) is None and config.data.data_dir:
+        from facevae.data.datasets import shard_channels
+
+        channels = shard_channels(config.data.data_dir)  # grey shards train as grey without --channels 1
+        if channels is not None:
+            config.data.channels = config.model.channels = channels
     return config.validate()
 
 

@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from facevae.config import DataConfig, RunConfig
 
-__all__ = ["DataUnavailable", "TrainingData", "check_batches", "training_data", "synthetic_datasets", "shard_cache_dir",
+__all__ = ["DataUnavailable", "TrainingData", "check_batches", "shard_channels", "training_data", "synthetic_datasets", "shard_cache_dir",
            "resolve_shards"]
 
 class DataUnavailable(ValueError):
@@ -104,16 +104,31 @@ def synthetic_datasets(data: DataConfig, batch_size: int, seed: int) -> Training
                         len(train), batch_size)
 
 
+def shard_channels(data_dir: str) -> int | None:
+    """The channels of the images in ``data_dir`` when it holds shards (from their manifest), else None."""
+    from data_prep.manifest import is_shard_dir, read_manifest
+
+    if not data_dir or not is_shard_dir(data_dir):
+        return None
+    shape = read_manifest(data_dir)["image_shape"]
+    return int(shape[2])
+
+
 def shard_cache_dir(data: DataConfig) -> str:
     """Where shards of raw ``data.data_dir`` are prepared on first use.
 
-    ``$FACEVAE_CACHE`` (default ``~/.cache/facevae``) ``/shards/<folder>-<hash of its path>-<dataset>-<size>px``:
+    ``$FACEVAE_CACHE`` (default ``~/.cache/facevae``) ``/shards/<folder>-<hash of its path>-<dataset>-<size>px``,
+    then ``-grey`` for one channel and ``-attributes-<hash of the table's path>`` with ``data.attributes``:
     never beside the raw data, which may be read-only or shared.
     """
     root = os.environ.get("FACEVAE_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "facevae"))
     source = os.path.abspath(data.data_dir)
     digest = hashlib.sha1(source.encode()).hexdigest()[:8]
     name = f"{os.path.basename(source.rstrip('/'))}-{digest}-{data.dataset}-{data.image_size}px"
+    if data.channels == 1:
+        name += "-grey"
+    if data.attributes:
+        name += "-attributes-" + hashlib.sha1(os.path.abspath(data.attributes).encode()).hexdigest()[:8]
     return os.path.join(root, "shards", name)
 
 
@@ -131,6 +146,10 @@ def resolve_shards(data: DataConfig) -> str:
     from data_prep.prepare import prepare_dataset
 
     if is_shard_dir(data.data_dir):
+        if data.attributes:
+            raise DataUnavailable(f"--data-dir {data.data_dir} holds prepared shards; --attributes {data.attributes} "
+                                  "goes with a raw image folder (shards get their attributes when prepared: "
+                                  "python -m data_prep folder|ffhq --attributes)")
         return data.data_dir
     shard_dir = shard_cache_dir(data)
     if is_shard_dir(shard_dir):
@@ -139,7 +158,8 @@ def resolve_shards(data: DataConfig) -> str:
         print(f"{data.data_dir} holds raw data; preparing shards into {shard_dir} (first use only)")
         kind = data.dataset
         size = data.image_size if source(kind).resizable else None
-        prepare_dataset(kind, data.data_dir, shard_dir, size=size)
+        options = {"channels": data.channels, "attributes": data.attributes} if source(kind).resizable else {}
+        prepare_dataset(kind, data.data_dir, shard_dir, size=size, **options)
     return shard_dir
 
 
@@ -150,12 +170,15 @@ def _shard_datasets(data: DataConfig, batch_size: int, seed: int) -> TrainingDat
     shard_dir = resolve_shards(data)
     manifest = read_manifest(shard_dir)
     height, width, channels = manifest["image_shape"]
-    if (height, channels) != (data.image_size, data.channels):
+    if height != data.image_size:
         raise DataUnavailable(
-            f"shards in {shard_dir} hold {height}px x {channels} images but --image-size {data.image_size} "
-            f"with {data.channels} channels was asked; re-run data_prep with --size {data.image_size} "
-            f"or pass --image-size {height}"
-        )
+            f"shards in {shard_dir} hold {height} px images but --image-size {data.image_size} was asked; "
+            f"pass --image-size {height}, or prepare shards with python -m data_prep ... --size {data.image_size}")
+    if channels != data.channels:
+        raise DataUnavailable(
+            f"shards in {shard_dir} hold {channels}-channel ({'grey' if channels == 1 else 'RGB'}) images but "
+            f"--channels {data.channels} was asked; pass --channels {channels} (or leave --channels out: the "
+            "manifest's is the default)")
     splits = manifest["splits"]
     held_out = next((s for s in ("validation", "test") if splits.get(s)), None)
     if held_out is None:

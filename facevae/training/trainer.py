@@ -486,13 +486,14 @@ def fit(
         export_dir = _export_path(config, run)
         if chief:
             _check_export_target(run, export_dir)
-            print(f"run directory: {run.path}")
         keras.utils.set_random_seed(config.train.seed)
         replicas = strategy.num_replicas_in_sync
         data = data or _global_data(config, replicas)
-        note = data.epoch_note(config.train.steps_per_epoch) if chief else None
-        if note:
-            print(note)
+        if chief:
+            print(f"run directory: {run.path}")
+            note = data.epoch_note(config.train.steps_per_epoch)
+            if note:
+                print(note)
         if chief and not resume:
             config.save(run.config)
         policy = distributed.precision_policy(config.train.mixed_precision)
