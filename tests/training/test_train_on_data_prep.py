@@ -75,7 +75,7 @@ def test_grey_shards_train_from_the_command_line_with_channels_from_the_manifest
     done = _train(tmp_path, "--dataset", "folder", "--data-dir", str(shards), "--channels", "3", "--run-name", "rgb")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     line = done.stderr.strip().splitlines()[-1]
-    assert "1 channel" in line and "--channels 1" in line and "--image-size" not in line, line
+    assert "1-channel (grey)" in line and "--channels 1" in line and "--image-size" not in line, line
 
 
 def test_a_raw_folder_with_an_attribute_table_is_prepared_with_its_attributes(tmp_path):
