@@ -84,6 +84,7 @@ class _QuietLoader(importlib.abc.Loader):
         return self.loader.create_module(spec)
 
     def exec_module(self, module):
+        uninstall()
         module.__loader__ = module.__spec__.loader = self.loader
         with filtered_stderr():
             self.loader.exec_module(module)
@@ -91,12 +92,12 @@ class _QuietLoader(importlib.abc.Loader):
 
 
 class _QuietFinder(importlib.abc.MetaPathFinder):
-    """Finds ``tensorflow`` as the path finder does, with _QuietLoader; removes itself on first use."""
+    """Finds ``tensorflow`` as the path finder does, with _QuietLoader (which removes this finder when it runs;
+    a mere ``importlib.util.find_spec("tensorflow")`` leaves it in place)."""
 
     def find_spec(self, name, path=None, target=None):
-        if name != "tensorflow":
+        if name != "tensorflow" or name in sys.modules:
             return None
-        uninstall()
         spec = importlib.machinery.PathFinder.find_spec(name, path)
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)

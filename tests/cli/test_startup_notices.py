@@ -50,3 +50,23 @@ def test_data_prep_writes_and_inspects_shards_without_tensorflow_start_up_lines(
     done = _run(tmp_path, "data_prep", "inspect", str(tmp_path / "shards"))
     assert done.returncode == 0, done.stderr
     assert _notices(done.stderr) == [] and done.stderr.strip() == "", done.stderr
+
+
+def test_only_the_start_up_notices_are_filtered(capfd):
+    """Lines written to file descriptor 2 inside filtered_stderr come out in order, less the notices."""
+    from data_prep.quiet import filtered_stderr, is_startup_notice
+
+    notices = ["WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
+               "I0000 00:00:1795987780.377334   14028 cudart_stub.cc:31] Could not find cuda drivers on your machine, "
+               "GPU will not be used.",
+               "E0000 00:00:1795987787.913542   14028 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error",
+               "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
+               "appropriate compiler flags."]
+    kept = ["W0000 00:00:1795987787.913542   14028 op_kernel.cc:1857] OP_REQUIRES failed at a real problem",
+            "UserWarning: something the user should see"]
+    assert all(is_startup_notice(line) for line in notices) and not any(is_startup_notice(line) for line in kept)
+    capfd.readouterr()
+    with filtered_stderr():
+        for line in (notices[0], kept[0], notices[1], notices[2], kept[1], notices[3]):
+            os.write(2, (line + "\n").encode())
+    assert capfd.readouterr().err.splitlines() == kept
