@@ -359,8 +359,10 @@ def _type_name(hint: Any) -> str:
              list: "a list"}
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
-    if typing.get_origin(hint) is tuple:
-        return "a list of integers"
+    if typing.get_origin(hint) in (tuple, list):
+        args = typing.get_args(hint)
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+        return f"a list of {plural.get(args[0], str(args[0])) if args else 'values'}"
     return names.get(hint, str(hint))
 
 
@@ -369,8 +371,11 @@ def _fits(value: Any, hint: Any) -> bool:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         return any(_fits(value, arg) for arg in typing.get_args(hint))
-    if origin is tuple:
-        return isinstance(value, (list, tuple)) and all(_fits(v, int) for v in value)
+    if origin in (tuple, list):  # tuple[int, ...] / list[float]: a JSON list of such elements
+        element = typing.get_args(hint)[0] if typing.get_args(hint) else Any
+        return isinstance(value, (list, tuple)) and (element is Any or all(_fits(v, element) for v in value))
+    if origin is dict or hint is Any:
+        return hint is Any or isinstance(value, dict)
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is int:
