@@ -69,6 +69,10 @@ def test_grey_shards_train_from_the_command_line_with_channels_from_the_manifest
     shards = _grey_shards(tmp_path)
     done = _train(tmp_path, "--dataset", "folder", "--data-dir", str(shards), "--run-name", "grey")
     assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((shards / "manifest.json").read_text())
+    train_images = manifest["splits"]["train"]  # 24 less the seeded validation share: 2 steps of 8 (item 11)
+    assert f"{train_images} training images make 2 steps of 8 per epoch; the last {train_images - 16} images" \
+        in done.stdout, done.stdout
     config = json.loads((tmp_path / "runs" / "grey" / "config.json").read_text())
     assert config["data"]["channels"] == config["model"]["channels"] == 1
 
