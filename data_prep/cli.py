@@ -13,6 +13,7 @@ import sys
 from typing import Sequence
 
 from data_prep.errors import DataError
+from data_prep.quiet import quiet_tensorflow_startup
 
 __all__ = ["main", "build_parser"]
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_tensorflow_startup()  # before any command imports TensorFlow
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

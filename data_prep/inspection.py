@@ -11,7 +11,7 @@ import io
 import math
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from data_prep import storage
 from data_prep.errors import DataError, ShardError
@@ -24,6 +24,7 @@ __all__ = ["read_examples", "count_records", "summary_lines", "contact_sheet"]
 _COLUMNS = 8
 _MIN_TILE = 64
 _CAPTION = 14
+_SHEET_MARK = "data_prep inspect contact sheet"  # PNG Software text: this command wrote the file
 
 
 def _fix(manifest: dict) -> str:
@@ -130,8 +131,11 @@ def _caption(manifest: dict, examples: dict, i: int) -> str:
 
 
 def contact_sheet(directory: str, out_path: str, *, split: str | None = None, count: int = 64) -> str:
-    """Write a PNG tiling the first ``count`` images of ``split`` (default: the first non-empty one)."""
+    """Write a PNG tiling the first ``count`` images of ``split`` (default: the first non-empty one). The PNG's
+    ``Software`` text marks it as this command's; an existing ``out_path`` without that mark (a user's file) is
+    not replaced (DataError)."""
     manifest = read_manifest(directory)
+    _check_sheet_target(out_path)
     if split is None:
         split = next((name for name, n in manifest["splits"].items() if n > 0), None)
         if split is None:
@@ -154,7 +158,23 @@ def contact_sheet(directory: str, out_path: str, *, split: str | None = None, co
         while caption and draw.textlength(caption, font=font) > tile_w - 2:
             caption = caption[:-1]
         draw.text((x + 1, y + tile_h + 1), caption, fill="black", font=font)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", _SHEET_MARK)
     buffer = io.BytesIO()
-    sheet.save(buffer, "PNG")
+    sheet.save(buffer, "PNG", pnginfo=info)
     storage.write_bytes_atomic(out_path, buffer.getvalue())
     return out_path
+
+
+def _check_sheet_target(out_path: str) -> None:
+    """DataError when ``out_path`` holds a file that is not a contact sheet written by this command (its PNG
+    ``Software`` text says ``_SHEET_MARK``): a user's file is never replaced."""
+    if not storage.exists(out_path):
+        return
+    try:
+        mark = Image.open(io.BytesIO(storage.read_bytes(out_path))).info.get("Software")
+    except (OSError, ValueError):
+        mark = None
+    if mark != _SHEET_MARK:
+        raise DataError(f"{out_path}: exists and is not a contact sheet written by data_prep inspect; not replacing "
+                        "it: pass another --sheet PATH, or move the file away")

@@ -94,9 +94,21 @@ def check_output_dir(directory: str, flag: str = "--out") -> None:
         probe = parent
     if not os.path.isdir(probe):
         raise DataError(f"{flag} {directory}: {probe} is a file, so the folder cannot be created; choose another path")
-    if not os.access(probe, os.W_OK | os.X_OK):
+    if not os.access(probe, os.W_OK | os.X_OK) or not _can_create_in(probe):
         where = "" if probe == path else f" ({probe} is not writable)"
         raise DataError(f"{flag} {directory}: not writable{where}; choose a folder you can write to")
+
+
+def _can_create_in(folder: str) -> bool:
+    """Whether a file can be created in ``folder``: os.access says yes to root everywhere, so try (an unnamed
+    O_TMPFILE file where the file system has them, else a temporary name removed at once)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            return True
+    except OSError:
+        return False
 
 
 class DirectoryLock:
@@ -118,7 +130,11 @@ class DirectoryLock:
         return "://" in self.directory
 
     def acquire(self) -> "DirectoryLock":
-        if self.remote or self._fd is not None:
+        if self._fd is not None:
+            return self
+        if self.remote:
+            self.note(f"note: {self.flag} {self.directory} is not locked (gs:// and s3:// have no exclusive create); "
+                      "run one writer at a time into it")
             return self
         check_output_dir(self.directory, self.flag)
         try:

@@ -262,9 +262,10 @@ def prepare_dataset(
     """
     kind, size = _check_arguments(kind, size, validation_fraction, encoding, missing_attributes, shards)
     check_output_dir(out, "--out")
-    options = {"encoding": encoding, "resample": resample, "missing_attributes": missing_attributes}
+    options = {"encoding": encoding, "resample": resample, "missing_attributes": missing_attributes,
+               "channels": channels}
     if kind == "folder":
-        options.update(validation_fraction=validation_fraction, channels=channels, split_file=split_file)
+        options.update(validation_fraction=validation_fraction, split_file=split_file)
     if split_file is not None and kind != "folder":
         raise DataError(f"--split-file applies to folder (files named in the split file), not to {kind}")
     if validation_indices is not None and kind != "ffhq":

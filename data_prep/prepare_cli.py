@@ -22,7 +22,8 @@ __all__ = ["register"]
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--src", required=True, help="folder (or file) holding the source data")
-    parser.add_argument("--out", required=True, help="shard directory to create (local path, gs:// or s3://)")
+    parser.add_argument("--out", required=True, help="shard directory to create (local path, gs:// or s3://); a "
+                        "local one is locked while written, gs:// and s3:// are not: run one writer at a time there")
     parser.add_argument("--shards", type=int, default=None, help="shards for the train split (default: ~64 MiB each)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split and of the order within shards")
     parser.add_argument("--overwrite", action="store_true", help="replace shards prepared differently in --out")
@@ -40,6 +41,7 @@ def _images(parser: argparse.ArgumentParser, entry: Source) -> None:
     parser.add_argument("--encoding", choices=("auto", "raw", "png"), default="auto",
                         help="stored pixels: raw uint8 (fastest to read) or PNG; auto = raw up to 256 px")
     parser.add_argument("--resample", choices=("lanczos", "area"), default="lanczos", help="downscaling filter")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=3, help="3 = RGB, 1 = grayscale")
 
 
 def _folder(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +50,6 @@ def _folder(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-file", default=None, metavar="PATH",
                         help="split file 'NAME 0|1|2' (0 train, 1 validation, 2 test); default: "
                              "list_eval_partition.txt in --src or its parent when present; 'none' = never")
-    parser.add_argument("--channels", type=int, choices=(1, 3), default=3, help="3 = RGB, 1 = grayscale")
 
 
 def _ffhq(parser: argparse.ArgumentParser) -> None:

@@ -6,13 +6,14 @@ exits with code 2, with no usage dump and no traceback.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Callable, NoReturn, Sequence
 
-# Command lines show TensorFlow's warnings and errors only, not its start-up notices
-# (set TF_CPP_MIN_LOG_LEVEL=0 to see them). Library imports leave the setting alone.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from data_prep.quiet import quiet_tensorflow_startup
+
+# Command lines show TensorFlow's warnings and errors only, not its start-up notices (data_prep.quiet; set
+# TF_CPP_MIN_LOG_LEVEL=0 to see them). Library imports leave the setting alone.
+quiet_tensorflow_startup()
 
 __all__ = ["ArgumentParser", "positive_int", "positive_float", "non_negative_int", "run"]
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,7 @@ __all__ = [
     "PRESETS",
     "preset",
     "flag",
+    "SEED_MAX",
 ]
 
 DATASETS = DATASET_NAMES  # the registry of data_prep.sources is the one list of datasets
@@ -42,6 +45,7 @@ DECODERS = ("conv", "pixelcnn")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 JIT_CHOICES = ("auto", "on", "off")
 LR_SCHEDULES = ("constant", "cosine")
+SEED_MAX = 2**32 - 1  # the seeds of numpy and keras.utils.set_random_seed are 32-bit
 
 
 def flag(help: str, **options: Any) -> dict:
@@ -95,6 +99,7 @@ class DataConfig:
 
     dataset: one of DATASETS; ``synthetic`` needs no files.
     data_dir: shard directory made by ``python -m data_prep`` (or raw data to prepare).
+    attributes: attribute table prepared with a raw ``data_dir`` into its shards (None: none).
     image_size: side in pixels; channels: 1 (grey) or 3 (RGB).
     train_count / validation_count: number of built-in faces (synthetic only).
     binarize: ``"dynamic"`` resamples binary pixels each epoch (MNIST), else None.
@@ -106,7 +111,12 @@ class DataConfig:
         "shards made by `python -m data_prep` (raw data is prepared on first use)", parse="str", none="none"))
     image_size: int = field(default=64, metadata=flag(
         "image side in pixels", parse="int", choices=IMAGE_SIZES, also="model.image_size"))
-    channels: int = 3
+    channels: int = field(default=3, metadata=flag(
+        "1 (grey) or 3 (RGB); for a --data-dir of shards the default is what their manifest.json says",
+        parse="int", choices=(1, 3), also="model.channels"))
+    attributes: str | None = field(default=None, metadata=flag(
+        "attribute table of a raw --data-dir folder (FFHQ features CSV, CelebA list_attr_celeba.txt or a CSV), "
+        "prepared into its shards", parse="str", none="none"))
     train_count: int = field(default=8000, metadata=flag("built-in faces to train on", parse="positive_int"))
     validation_count: int = 1000
     binarize: str | None = None
@@ -118,6 +128,10 @@ class DataConfig:
             raise ValueError(f"--data-dir {self.data_dir} is not read by --dataset synthetic (its faces are rendered, "
                              f"not loaded); drop --data-dir, or name the data's kind with --dataset "
                              f"{'|'.join(d for d in DATASETS if d != 'synthetic')}")
+        if self.attributes is not None and self.data_dir is None:
+            raise ValueError(f"--attributes {self.attributes} goes with a raw --data-dir folder, whose shards it is "
+                             "prepared into; pass --data-dir too (or prepare shards with python -m data_prep "
+                             "folder|ffhq --attributes)")
         _choice("image size", self.image_size, IMAGE_SIZES)
         _choice("channels", self.channels, (1, 3))
         _positive("train_count", self.train_count)
@@ -266,6 +280,8 @@ class TrainConfig:
             )
         if self.steps_per_epoch is not None:
             _positive("steps_per_epoch", self.steps_per_epoch)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= SEED_MAX:
+            raise ValueError(f"--seed must be an integer from 0 to {SEED_MAX} (2**32 - 1). Received: seed={self.seed!r}")
 
 
 @dataclass
@@ -298,6 +314,14 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
+        """The config ``values`` (as ``to_dict`` makes) describe; ValueError naming the first field that is unknown
+        or of the wrong type (``"train.epochs = 'ten' is not an integer"``). Missing fields take their defaults."""
+        if not isinstance(values, dict):
+            raise ValueError(f"is not a JSON object of sections (data, model, train) but {type(values).__name__}")
+        for section, section_cls in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+            _check_section(section, section_cls, values.get(section, {}))
+        if not isinstance(values.get("changes", []), list):
+            raise ValueError(f"'changes' must be a list. Received: {values['changes']!r}")
         model = dict(values.get("model", {}))
         if "filters" in model:
             model["filters"] = tuple(model["filters"])
@@ -316,8 +340,60 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str) -> "RunConfig":
-        with open(path) as f:
-            return cls.from_dict(json.load(f))
+        """Read a config.json; ValueError (one line naming ``path``, what is wrong and the fix) when it is not valid
+        JSON or not a config (unknown fields, wrong types). Values are checked by ``validate``, not here."""
+        try:
+            with open(path) as f:
+                values = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"{path}: not valid JSON ({error}); restore the run's config.json or start a new run") \
+                from None
+        try:
+            return cls.from_dict(values)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}; restore the run's config.json or start a new run") from None
+
+
+def _type_name(hint: Any) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", type(None): "null",
+             list: "a list"}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in typing.get_args(hint))
+    if typing.get_origin(hint) in (tuple, list):
+        args = typing.get_args(hint)
+        plural = {int: "integers", float: "numbers", str: "strings", bool: "true/false values"}
+        return f"a list of {plural.get(args[0], str(args[0])) if args else 'values'}"
+    return names.get(hint, str(hint))
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a config field's type (int: not bool; float: int or float; tuple[int, ...]: list)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in typing.get_args(hint))
+    if origin in (tuple, list):  # tuple[int, ...] / list[float]: a JSON list of such elements
+        element = typing.get_args(hint)[0] if typing.get_args(hint) else Any
+        return isinstance(value, (list, tuple)) and (element is Any or all(_fits(v, element) for v in value))
+    if origin is dict or hint is Any:
+        return hint is Any or isinstance(value, dict)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint)
+
+
+def _check_section(section: str, cls: type, values: Any) -> None:
+    if not isinstance(values, dict):
+        raise ValueError(f"'{section}' must be an object of fields. Received: {values!r}")
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if key not in hints:
+            raise ValueError(f"unknown field {section}.{key}; {cls.__name__} has {sorted(hints)}")
+        if not _fits(value, hints[key]):
+            raise ValueError(f"{section}.{key} = {value!r} is not {_type_name(hints[key])}")
 
 
 def _faces(dataset: str, size: int) -> RunConfig:

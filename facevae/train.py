@@ -18,13 +18,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import sys
 from typing import Sequence
 
 from facevae import cli
 from facevae.config import DATASETS, DataConfig, ModelConfig, RunConfig, TrainConfig, preset
 
-__all__ = ["build_parser", "config_from_args", "config_flags", "summary_line", "main"]
+__all__ = ["build_parser", "config_from_args", "config_flags", "summary_line", "memory_message", "main"]
 
 _PROG = "python -m facevae.train"
 _SECTIONS = (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
@@ -125,6 +126,12 @@ def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) ->
         if also:
             section, name = also.split(".")
             setattr(getattr(config, section), name, value)
+    if base is None and getattr(args, "channels", None) is None and config.data.data_dir:
+        from facevae.data.datasets import shard_channels
+
+        channels = shard_channels(config.data.data_dir)  # grey shards train as grey without --channels 1
+        if channels is not None:
+            config.data.channels = config.model.channels = channels
     return config.validate()
 
 
@@ -151,6 +158,21 @@ def summary_line(metrics: dict) -> str:
             f"PSNR {metrics['psnr_db']:.1f} dB")
 
 
+_SIZE_FLAGS = ("--latent-dim", "--batch-size", "--image-size", "--train-count", "--flows", "--pixel-filters")
+
+
+def memory_message(args: argparse.Namespace, error: BaseException) -> str:
+    """One line for a run that did not fit in memory: what failed to allocate, and the size flags to lower
+    (those given first, with their values)."""
+    text = " ".join(str(error).split())
+    found = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]|Unable to allocate [^)]*\)", text)
+    what = found.group(0) if found else (text[:120] or type(error).__name__)
+    given = {spec.option: value for spec, value in given_flags(args).items()}
+    sizes = [f"{flag} {given[flag]}" for flag in _SIZE_FLAGS if flag in given]
+    sizes += [flag for flag in _SIZE_FLAGS if flag not in given]
+    return f"out of memory ({what}); lower " + ", ".join(sizes[:4])
+
+
 def _dataset_in(argv: Sequence[str] | None) -> str:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--dataset")
@@ -161,6 +183,8 @@ def _dataset_in(argv: Sequence[str] | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(_dataset_in(argv)).parse_args(argv)
+    import tensorflow as tf
+
     from facevae.data.datasets import DataUnavailable
     from facevae.training.trainer import ExportConflict, NonFiniteLoss, ResumeConflict, fit
 
@@ -174,6 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NonFiniteLoss as error:
         print(f"{_PROG}: stopped: {error}", file=sys.stderr)
         return 1
+    except (MemoryError, tf.errors.ResourceExhaustedError) as error:
+        print(f"{_PROG}: error: {memory_message(args, error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted; continue from the last finished epoch with: "
               "python -m facevae.train --resume RUN_DIR (the run directory printed above)", file=sys.stderr)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 
 from data_prep import atomic
@@ -30,6 +31,7 @@ EXPORT_MARKER = ".facevae-export.json"
 RUN_LOCK = ".lock"  # data_prep.locking.DirectoryLock of the process writing the run
 _SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 _CHECKPOINT = re.compile(r"^epoch-(\d{3,})\.keras$")
+_SAMPLE_SHEET = re.compile(r"^epoch-(\d{3,})\.png$")
 _LEGACY_TEMPORARY = re.compile(r"^epoch-\d{3,}\.keras\.tmp\.keras$")  # left by killed runs before rundir.py
 
 
@@ -45,6 +47,13 @@ def read_export_marker(path: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return marker if isinstance(marker, dict) else None
+
+
+def _remove_if_empty(directory: str) -> None:
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass  # absent, or holds something a run does not write
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,29 @@ class RunDir:
         os.symlink(os.path.relpath(export_dir, self.path), temporary)
         os.replace(temporary, self.export_link)
 
+    def remove_unstarted(self) -> bool:
+        """Delete this run directory when it never committed a checkpoint (a failed start): the files a run writes
+        (config.json, history.csv, best_checkpoint.json, loss.png, metrics.json, the export link, samples/,
+        tensorboard/, checkpoints/ temporaries), then the folder if nothing else is in it. Returns whether it went."""
+        if self.checkpoints():
+            return False
+        for path in (self.config, self.history, self.best_checkpoint, self.loss_plot, self.metrics, self.export_link):
+            if os.path.lexists(path):
+                os.remove(path)
+        self.remove_stale_temporaries()
+        if os.path.isdir(self.samples_dir):
+            for name in os.listdir(self.samples_dir):
+                if _SAMPLE_SHEET.match(name):
+                    os.remove(os.path.join(self.samples_dir, name))
+        for directory, _, names in os.walk(self.tensorboard_dir, topdown=False):
+            for name in names:
+                if ".tfevents." in name or atomic.is_temporary(name):
+                    os.remove(os.path.join(directory, name))
+            _remove_if_empty(directory)
+        for directory in (self.checkpoints_dir, self.samples_dir, self.path):
+            _remove_if_empty(directory)
+        return not os.path.exists(self.path)
+
     def remove_stale_temporaries(self) -> list[str]:
         """Delete what a killed writer of this run left half-written: temporaries in the run directory and its
         checkpoints/ and samples/ folders (names made by data_prep.atomic, and the older epoch-NNN.keras.tmp.keras)."""
@@ -140,12 +172,21 @@ class ModelSource:
     run: RunDir | None = None
 
 
+def _check_keras_file(keras_file: str, given: str) -> str:
+    """``keras_file``, or ValueError when it is not a whole .keras archive (a zip: truncated or corrupt)."""
+    if not zipfile.is_zipfile(keras_file):
+        where = keras_file if os.path.abspath(keras_file) == os.path.abspath(given) else f"{given} ({keras_file})"
+        raise ValueError(f"--model {where}: is corrupt or truncated (not a complete .keras zip archive); "
+                         "use another checkpoint or export, or train again")
+    return keras_file
+
+
 def resolve_model(path: str) -> ModelSource:
     """Resolve ``--model PATH`` (run directory, export directory or .keras file); ValueError naming PATH otherwise."""
     path = os.fspath(path)
     if os.path.isfile(path):
         if path.endswith(".keras"):
-            return ModelSource(path, keras=path)
+            return ModelSource(path, keras=_check_keras_file(path, path))
         raise ValueError(f"--model {path}: is a file but not a .keras model; pass a run directory, an export "
                          "directory or a .keras file")
     if not os.path.isdir(path):
@@ -163,6 +204,8 @@ def resolve_model(path: str) -> ModelSource:
     if keras_file is None and saved_model and os.path.isfile(os.path.join(saved_model, "model.keras")):
         keras_file = os.path.join(saved_model, "model.keras")
     config = run.config if run.exists() else None
+    if keras_file is not None:
+        _check_keras_file(keras_file, path)
     if keras_file is None and saved_model is None:
         if config:
             raise ValueError(f"--model {path}: run directory has neither checkpoints/epoch-NNN.keras nor an "

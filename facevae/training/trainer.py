@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from data_prep import atomic
 from data_prep.errors import OutputLockedError
-from data_prep.locking import DirectoryLock
+from data_prep.locking import DirectoryLock, check_output_dir
 from facevae.analysis import plots
 from facevae.analysis.metrics import default_reconstruction_limit
 from facevae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
@@ -321,6 +321,7 @@ def _default_name(config: RunConfig) -> str:
 def _claim_new_run(config: RunConfig) -> tuple[RunDir, bool]:
     """Create <output_dir>/<run_name> (a default name gets -2, -3, ... until neither the run directory nor its
     export exists; os.mkdir makes the claim atomic). Returns the run and whether this call created it."""
+    check_output_dir(config.train.output_dir, "--output-dir")
     os.makedirs(config.train.output_dir, exist_ok=True)
     if config.train.run_name:
         run = RunDir(os.path.join(config.train.output_dir, config.train.run_name))
@@ -350,12 +351,8 @@ def _export_path(config: RunConfig, run: RunDir) -> str:
 
 def _check_export_target(run: RunDir, export_dir: str) -> None:
     """Refuse (ExportConflict, before training) an export path that holds anything but this run's own export."""
+    check_output_dir(os.path.dirname(export_dir), "--export-dir")  # a file, or not writable: one line
     if not os.path.lexists(export_dir):
-        parent = os.path.dirname(export_dir)
-        while not os.path.exists(parent):
-            parent = os.path.dirname(parent)
-        if not os.path.isdir(parent):
-            raise ExportConflict(f"--export-dir: {parent} is a file, so {export_dir} cannot be written")
         return
     marker = read_export_marker(export_dir) if os.path.isdir(export_dir) else None
     if marker is not None:
@@ -489,10 +486,14 @@ def fit(
         export_dir = _export_path(config, run)
         if chief:
             _check_export_target(run, export_dir)
-            print(f"run directory: {run.path}")
         keras.utils.set_random_seed(config.train.seed)
         replicas = strategy.num_replicas_in_sync
         data = data or _global_data(config, replicas)
+        if chief:
+            print(f"run directory: {run.path}")
+            note = data.epoch_note(config.train.steps_per_epoch)
+            if note:
+                print(note)
         if chief and not resume:
             config.save(run.config)
         policy = distributed.precision_policy(config.train.mixed_precision)
@@ -504,15 +505,15 @@ def fit(
                         replicas)
         finally:
             keras.mixed_precision.set_dtype_policy(previous_policy)
-    except BaseException:
-        if created and not run.exists():  # a failed start leaves nothing behind
+    except BaseException as error:
+        # A failed start (no checkpoint committed) leaves nothing behind, so the same command works afterwards;
+        # after a NaN or Ctrl-C a run that wrote its config.json stays, to be resumed.
+        stays = isinstance(error, (NonFiniteLoss, KeyboardInterrupt)) and run.exists()
+        if created and chief and not stays and not run.checkpoints():
             if lock is not None:
                 lock.release()
                 lock = None
-            try:
-                os.rmdir(run.path)
-            except OSError:
-                pass
+            run.remove_unstarted()
         raise
     finally:
         if lock is not None:

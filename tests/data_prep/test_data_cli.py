@@ -59,3 +59,13 @@ def test_truncated_idx_file_fails_before_any_shard_is_written(tmp_path, main, ca
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and f"{images}: IDX header announces shape (20, 28, 28)" in error
     assert not (tmp_path / "out").exists()
+
+
+def test_ffhq_takes_channels_like_folder(tmp_path, main, capsys):
+    """Issue 15: `data_prep ffhq --channels 1` makes grey shards (before: an unrecognized argument)."""
+    write_images(tmp_path / "src", random_images(6, 40))
+    code = main(["ffhq", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--size", "32",
+                 "--channels", "1", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["image_shape"] == [32, 32, 1] and "--channels 1" in manifest["command"]

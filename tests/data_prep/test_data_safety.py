@@ -231,3 +231,31 @@ def test_synthetic_replaces_files_only_in_a_folder_it_wrote(tmp_path, capsys):
     fresh = tmp_path / "fresh"
     assert cli.main(["synthetic", "--out", str(fresh), "--count", "2", "--size", "32"]) == 0
     assert sorted(os.listdir(fresh)) == [".data_prep-synthetic.json", "attributes.csv", "images"]
+
+
+def test_inspect_never_replaces_a_contact_sheet_it_did_not_write(tmp_path, main, capsys):
+    write_images(tmp_path / "src", random_images(6, 32))
+    assert main(["folder", "--src", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--size", "32",
+                 "--quiet"]) == 0
+    mine = tmp_path / "out" / "contact_sheet.png"
+    write_images(tmp_path / "pictures", random_images(1, 16), names=["contact_sheet"])
+    user_png = (tmp_path / "pictures" / "contact_sheet.png").read_bytes()
+    mine.write_bytes(user_png)
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{mine}: exists and is not a contact sheet written by data_prep inspect" in error
+    assert mine.read_bytes() == user_png
+    mine.unlink()
+    assert main(["inspect", str(tmp_path / "out")]) == 0  # its own sheet, written again, is replaced
+    first = mine.read_bytes()
+    assert main(["inspect", str(tmp_path / "out"), "--count", "3"]) == 0
+    assert mine.read_bytes() != first and "contact sheet:" in capsys.readouterr().out
+
+
+def test_a_remote_out_is_not_locked_and_says_so():
+    notes = []
+    with DirectoryLock("gs://bucket/shards", flag="--out", note=notes.append):
+        pass
+    assert notes == ["note: --out gs://bucket/shards is not locked (gs:// and s3:// have no exclusive create); "
+                     "run one writer at a time into it"]

@@ -3,6 +3,7 @@ export targets (issue 15 items 1-2), default names (4), resume changes (7), chec
 summary line (15)."""
 import json
 import os
+import zipfile
 
 import pytest
 
@@ -58,18 +59,24 @@ def test_remove_stale_removes_only_temporaries_this_module_names(tmp_path):
 
 # --- --model PATH -----------------------------------------------------------------------------------------
 
+def _fake_keras(path):
+    """A zip archive, as a .keras file is (resolve_model refuses files that are not whole zip archives)."""
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
+
+
 def _fake_run(root):
     run = RunDir(str(root / "runs" / "r"))
     os.makedirs(run.checkpoints_dir)
     open(run.config, "w").write("{}")
     for epoch in (1, 2, 10):
-        open(run.checkpoint(epoch), "w").write("x")
+        _fake_keras(run.checkpoint(epoch))
     open(os.path.join(run.checkpoints_dir, "epoch-011.keras.tmp.keras"), "w").write("partial, old naming")
     open(atomic.temporary_name(run.checkpoint(11)), "w").write("partial")
     export = root / "saved_models" / "r"
     export.mkdir(parents=True)
     (export / "saved_model.pb").write_text("pb")
-    (export / "model.keras").write_text("k")
+    _fake_keras(export / "model.keras")
     run.link_export(str(export))
     return run, str(export)
 
@@ -88,6 +95,10 @@ def test_resolve_model_takes_run_directories_exports_and_keras_files(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="not a .keras model"):
         resolve_model(str(tmp_path / "notes.txt"))
+    truncated = tmp_path / "cut.keras"
+    truncated.write_bytes(open(run.checkpoint(2), "rb").read()[:-30])
+    with pytest.raises(ValueError, match="cut.keras: is corrupt or truncated"):
+        resolve_model(str(truncated))
 
 
 def test_latest_checkpoint_ignores_temporaries_and_resume_cleans_them(tmp_path):
@@ -120,7 +131,7 @@ def test_export_target_is_replaced_only_when_it_is_this_runs_export(tmp_path):
     _check_export_target(run, str(target))
     file_parent = tmp_path / "afile"
     file_parent.write_text("x")
-    with pytest.raises(ExportConflict, match="is a file"):
+    with pytest.raises(ValueError, match=f"--export-dir {file_parent}: is a file"):
         _check_export_target(run, str(file_parent / "photos"))
 
 
