@@ -69,7 +69,8 @@ def mixture_from_noise(noise, weights, means, scale_trils, temperature: float = 
         z = means[0] + temperature * tf.linalg.matvec(trils[0], noise)
         return tf.cast(z, tf.float32)
     count = weights.shape[0]
-    u = tfp.math.ndtr(noise[:, 0])
+    standard = tfp.distributions.Normal(tf.constant(0.0, tf.float64), tf.constant(1.0, tf.float64))
+    u = standard.cdf(noise[:, 0])
     upper = tf.cumsum(weights)
     lower = upper - weights
     # k = the number of upper bounds c_k at or below u (the last bound is 1, up to rounding: clip to K - 1)
@@ -77,7 +78,7 @@ def mixture_from_noise(noise, weights, means, scale_trils, temperature: float = 
     tiny = 1e-300
     fraction = (u - tf.gather(lower, k)) / tf.gather(weights, k)
     fraction = tf.clip_by_value(fraction, tiny, 1.0 - 1e-16)
-    eps = tf.concat([tfp.math.ndtri(fraction)[:, None], noise[:, 1:]], axis=1)
+    eps = tf.concat([tf.math.ndtri(fraction)[:, None], noise[:, 1:]], axis=1)
     z = tf.gather(means, k) + temperature * tf.linalg.matvec(tf.gather(trils, k), eps)
     return tf.cast(z, tf.float32)
 
@@ -280,16 +281,17 @@ def fit_flow_prior(codes, num_flows: int, flow_type: str = "planar", steps: int 
 
 
 def fit_prior(codes, kind: str = "gmm", components: int = 1, num_flows: int = 4, flow_type: str = "planar",
-              seed: int = 0, **options: Any) -> LatentPrior:
-    """A fitted ``LatentPrior`` of ``kind`` 'gmm' (``components``) or 'flow' (``num_flows`` of ``flow_type``)."""
+              seed: int = 0, ridge: float = 1e-6, steps: int = 400) -> LatentPrior:
+    """A fitted ``LatentPrior`` of ``kind`` 'gmm' (``components``, covariances + ``ridge`` I) or 'flow'
+    (``num_flows`` of ``flow_type``, ``steps`` Adam steps)."""
     codes = _check_codes(codes)
     if kind == "gmm":
         layer = LatentPrior(codes.shape[1], components=components, name="prior", dtype="float32")
         layer.build()
-        layer.set_mixture(*fit_gaussian_mixture(codes, components, seed=seed, **options))
+        layer.set_mixture(*fit_gaussian_mixture(codes, components, ridge=ridge, seed=seed))
         return layer
     if kind == "flow":
-        return fit_flow_prior(codes, num_flows, flow_type, seed=seed, **options)
+        return fit_flow_prior(codes, num_flows, flow_type, steps=steps, seed=seed)
     raise ValueError(f"Unknown fitted prior kind {kind!r}; expected one of {list(PRIOR_KINDS[1:])}")
 
 
