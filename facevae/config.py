@@ -29,6 +29,7 @@ __all__ = [
     "FLOW_TYPES",
     "likelihood_names",
     "flow_type_names",
+    "prior_names",
     "DataConfig",
     "ModelConfig",
     "TrainConfig",
@@ -46,8 +47,6 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 JIT_CHOICES = ("auto", "on", "off")
 LR_SCHEDULES = ("constant", "cosine")
 SIGMA_MODES = ("learned", "optimal")
-# The fitted latent priors (facevae.model.prior.PRIOR_KINDS, repeated here so this module stays light).
-PRIORS = ("standard", "gmm", "flow")
 # Decoder kernel of models saved before ``decoder_kernel`` existed (their configs lack the field).
 LEGACY_DECODER_KERNEL = 3
 
@@ -78,8 +77,15 @@ def flow_type_names() -> tuple[str, ...]:
     return tuple(registry)
 
 
+def prior_names() -> tuple[str, ...]:
+    """The latent prior kinds, facevae.model.prior.PRIOR_KINDS (imports TensorFlow)."""
+    from facevae.model.prior import PRIOR_KINDS
+
+    return tuple(PRIOR_KINDS)
+
+
 # Names derived from the registries on first use (PEP 562), so that importing this module stays light.
-_DERIVED = {"LIKELIHOODS": likelihood_names, "FLOW_TYPES": flow_type_names}
+_DERIVED = {"LIKELIHOODS": likelihood_names, "FLOW_TYPES": flow_type_names, "PRIORS": prior_names}
 
 
 def __getattr__(name: str) -> Any:
@@ -175,7 +181,7 @@ class ModelConfig:
         "kind of each of the K flows (facevae/flows/registry.py): planar y = z + u_hat tanh(w.z + b), radial "
         "y = z + beta (z - z0) / (alpha + |z - z0|)", choices=flow_type_names))
     likelihood: str = field(default="gaussian", metadata=flag(
-        "p(x|z): gaussian (fixed --sigma), bernoulli (binary pixels), mse (r_loss_factor * MSE, the published "
+        "p(x|z): gaussian (--sigma: fixed, learned or optimal), bernoulli (binary pixels), mse (r_loss_factor * MSE, the published "
         "face recipe)", choices=likelihood_names))
     sigma: float | str = field(default=0.1, metadata=flag(
         "pixel noise std of --likelihood gaussian: a number (pixels in [0, 1]), 'learned' (a trained log sigma per "
@@ -199,7 +205,7 @@ class ModelConfig:
         parse="positive_int"))
     prior: str = field(default="standard", metadata=flag(
         "what samples are drawn from: 'standard' N(0, I); 'gmm' a Gaussian mixture (--prior-components) or "
-        "'flow' (--prior-flows flows on a Gaussian) fitted to the training codes after training", choices=PRIORS))
+        "'flow' (--prior-flows flows on a Gaussian) fitted to the training codes after training", choices=prior_names))
     prior_components: int = field(default=1, metadata=flag(
         "Gaussians in --prior gmm; 1 = one full-covariance Gaussian in closed form, more are fitted by EM",
         parse="positive_int"))
@@ -228,7 +234,7 @@ class ModelConfig:
         _positive("r_loss_factor", self.r_loss_factor)
         if not isinstance(self.decoder_kernel, int) or self.decoder_kernel < 2:
             raise ValueError(f"decoder_kernel must be an integer >= 2. Received: decoder_kernel={self.decoder_kernel!r}")
-        _choice("prior", self.prior, PRIORS)
+        _choice("prior", self.prior, prior_names())
         _positive("prior_components", self.prior_components)
         _positive("prior_flows", self.prior_flows)
         _choice("prior flow type", self.prior_flow_type, flow_type_names())

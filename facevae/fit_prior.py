@@ -18,7 +18,7 @@ import os
 from typing import Sequence
 
 from facevae import cli
-from facevae.config import PRIORS
+from facevae.config import prior_names
 
 __all__ = ["build_parser", "main"]
 
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--model", required=True, metavar="RUN_DIR", help="run directory written by python -m facevae.train")
-    p.add_argument("--prior", choices=PRIORS[1:],
+    p.add_argument("--prior", choices=[k for k in prior_names() if k != "standard"],
                    help="kind of prior: 'gmm' or 'flow' (default: the run's own, or gmm for a standard-prior run)")
     p.add_argument("--prior-components", type=cli.positive_int,
                    help="Gaussians of --prior gmm (default: the run's own, or 1)")
