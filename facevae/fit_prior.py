@@ -54,6 +54,28 @@ def _with_prior(model, config):
     return copy
 
 
+def _update_latest_checkpoint(run, model) -> str:
+    """Copy the fitted prior into the run's newest checkpoint (atomically, optimizer state kept) when that
+    checkpoint has a prior of the same kind and size; returns a note saying what happened."""
+    import keras
+
+    from data_prep import atomic
+
+    path, _ = run.latest_checkpoint()
+    if path is None:
+        return "no checkpoint to update"
+    checkpoint = keras.models.load_model(path)
+    if checkpoint.prior is None or checkpoint.prior.get_config()["components"] != model.prior.components or (
+            checkpoint.prior.num_flows != model.prior.num_flows):
+        return (f"{os.path.basename(path)} keeps its {checkpoint.config.prior!r} prior (another kind or size); "
+                "the export has the new one")
+    checkpoint.prior.set_weights(model.prior.get_weights())
+    temporary = atomic.temporary_name(path)
+    checkpoint.save(temporary)
+    atomic.commit(temporary, path)
+    return f"updated {os.path.basename(path)}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from facevae.training.rundir import RunDir, read_export_marker
@@ -96,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = fit_and_save_prior(model, run, data.train, data.validation, seed=config.train.seed, source=source)
     config.model = model.config
     config.save(run.config)
+    checkpoint_note = _update_latest_checkpoint(run, model)
     if export:
         target, marker = export, read_export_marker(export)
     else:
@@ -106,7 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.link_export(target)
     print(f"fitted a {result['description']} to {result['train_codes']} training codes: held-out log-density "
           f"{result['validation_log_prob']:.1f} nats per code (N(0, I): "
-          f"{result['validation_log_prob_standard_normal']:.1f}); wrote {run.prior}; re-exported {target}")
+          f"{result['validation_log_prob_standard_normal']:.1f}); wrote {run.prior}; re-exported {target}; "
+          f"{checkpoint_note}")
     return 0
 
 

@@ -641,6 +641,7 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
         return TrainResult(run.path, export_dir, metrics, model)
     if model.prior is not None:  # fitted to the training codes; the export's sample endpoint maps noise through it
         metrics["prior"] = fit_and_save_prior(model, run, data.train, data.validation, seed=config.train.seed)
+        _resave_latest_checkpoint(run, model, config.train.epochs)
     history = plots.read_history(run.history)
     plots.plot_loss_curves(history, run.loss_plot, title=run.name)
     metrics.update(evaluate_reconstruction(model, data.validation, data.mean_image,
@@ -654,6 +655,17 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
     _clean_export_leftovers(export_dir)
     run.link_export(export_dir)
     return TrainResult(run.path, export_dir, metrics, model)
+
+
+def _resave_latest_checkpoint(run: RunDir, model: FaceVAE, epoch: int) -> None:
+    """Write the final checkpoint again (atomically) so that it holds the prior fitted after its epoch ended, as
+    the export does; tools that load a run's newest checkpoint (evaluate) then sample through the fit."""
+    path, number = run.latest_checkpoint()
+    if path is None or number != epoch:
+        return
+    temporary = atomic.temporary_name(path)
+    model.save(temporary)
+    atomic.commit(temporary, path)
 
 
 def _plain_copy(model: FaceVAE) -> FaceVAE:

@@ -24,6 +24,7 @@ def test_fit_prior_gives_a_standard_prior_run_a_mixture_and_sample_uses_it(tiny_
     assert fit_prior.main(["--model", run, "--prior", "gmm", "--prior-components", "2"]) == 0
     out = capsys.readouterr().out
     assert "fitted a gmm prior: 2 full-covariance Gaussian(s) to 192 training codes" in out
+    assert "epoch-001.keras keeps its 'standard' prior (another kind or size); the export has the new one" in out
     saved = json.load(open(os.path.join(run, "config.json")))["model"]
     assert (saved["prior"], saved["prior_components"]) == ("gmm", 2)
     info = json.load(open(os.path.join(run, "prior.json")))
@@ -46,7 +47,8 @@ def test_fit_prior_gives_a_standard_prior_run_a_mixture_and_sample_uses_it(tiny_
 
     # refit: the same kind again, from the re-exported model.keras
     assert fit_prior.main(["--model", run]) == 0
-    assert "2 full-covariance Gaussian(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "2 full-covariance Gaussian(s)" in out and "epoch-001.keras keeps its 'standard' prior" in out
 
 
 def test_fit_prior_bad_run_is_one_line_and_exit_code_2(tmp_path):

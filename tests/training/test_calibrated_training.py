@@ -3,6 +3,7 @@ the export, the ELBO still a bound, and precise BatchNorm making a short run's e
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -46,6 +47,16 @@ def test_training_logs_sigma_fits_the_prior_and_the_export_samples_through_it(ti
     cold = exported.sample_tempered(tf.constant(noise), tf.constant(0.5))["images"].numpy()
     np.testing.assert_allclose(cold, exported.decode(fitted(noise, temperature=0.5))["images"].numpy(), atol=1e-5)
     assert not np.allclose(expected, exported.decode(tf.constant(noise))["images"].numpy(), atol=1e-3)
+    checkpoint = keras.models.load_model(os.path.join(run, "checkpoints", "epoch-003.keras"))  # holds the fit too
+    for a, b in zip(checkpoint.prior.get_weights(), fitted.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    from facevae import fit_prior  # a refit of the same kind and size reaches the newest checkpoint as well
+
+    assert fit_prior.main(["--model", run]) == 0
+    refit = prior.load_prior(os.path.join(run, "prior.npz"))
+    checkpoint = keras.models.load_model(os.path.join(run, "checkpoints", "epoch-003.keras"))
+    for a, b in zip(checkpoint.prior.get_weights(), refit.get_weights()):
+        np.testing.assert_array_equal(a, b)
 
     # the ELBO stays a bound with the learned sigma: IW-NLL (S = 200) <= -ELBO (mean of 20 draws) per image
     data = synthetic_datasets(config.data, 32, config.train.seed)
