@@ -23,11 +23,15 @@ __all__ = [
     "IMAGE_SIZES",
     "JIT_CHOICES",
     "LR_SCHEDULES",
+    "SIGMA_MODES",
+    "PRIORS",
+    "LEGACY_DECODER_KERNEL",
     "STRATEGIES",
     "LIKELIHOODS",
     "FLOW_TYPES",
     "likelihood_names",
     "flow_type_names",
+    "prior_names",
     "DataConfig",
     "ModelConfig",
     "TrainConfig",
@@ -46,15 +50,19 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 JIT_CHOICES = ("auto", "on", "off")
 LR_SCHEDULES = ("constant", "cosine")
 SEED_MAX = 2**32 - 1  # the seeds of numpy and keras.utils.set_random_seed are 32-bit
+SIGMA_MODES = ("learned", "optimal")
+# Decoder kernel of models saved before ``decoder_kernel`` existed (their configs lack the field).
+LEGACY_DECODER_KERNEL = 3
 
 
 def flag(help: str, **options: Any) -> dict:
     """Field metadata that makes a config field a flag of ``python -m facevae.train`` (facevae.train builds the
     parser from it). ``help`` is the flag's text; options: ``flag`` (its name when not --FIELD-NAME), ``parse``
-    (``positive_int``, ``non_negative_int``, ``positive_float``, ``int``, ``float``, ``str``), ``choices`` (a
+    (``positive_int``, ``non_negative_int``, ``positive_float``, ``int``, ``float``, ``str``, ``sigma``: 'learned',
+    'optimal' or a positive number, ``filters``: four comma-separated positive widths), ``choices`` (a
     tuple, or a function returning one, called when the parser is built),
     ``none`` (what a None default means), ``also`` (another "section.field" set to the same value),
-    ``switch`` (a flag without value that sets True), ``group`` (help section; default: the config's section),
+    ``switch`` (a flag without value that sets True; ``switch=False``: one that sets False, as --no-flip), ``group`` (help section; default: the config's section),
     ``resume`` (True: may change on --resume, the change is recorded in config.json)."""
     return {"help": help, **options}
 
@@ -73,8 +81,15 @@ def flow_type_names() -> tuple[str, ...]:
     return tuple(registry)
 
 
+def prior_names() -> tuple[str, ...]:
+    """The latent prior kinds, facevae.model.prior.PRIOR_KINDS (imports TensorFlow)."""
+    from facevae.model.prior import PRIOR_KINDS
+
+    return tuple(PRIOR_KINDS)
+
+
 # Names derived from the registries on first use (PEP 562), so that importing this module stays light.
-_DERIVED = {"LIKELIHOODS": likelihood_names, "FLOW_TYPES": flow_type_names}
+_DERIVED = {"LIKELIHOODS": likelihood_names, "FLOW_TYPES": flow_type_names, "PRIORS": prior_names}
 
 
 def __getattr__(name: str) -> Any:
@@ -120,7 +135,8 @@ class DataConfig:
     train_count: int = field(default=8000, metadata=flag("built-in faces to train on", parse="positive_int"))
     validation_count: int = 1000
     binarize: str | None = None
-    flip: bool = False
+    flip: bool = field(default=False, metadata=flag(
+        "no random horizontal flips of training images (the face presets flip)", flag="--no-flip", switch=False))
 
     def validate(self) -> None:
         _choice("dataset", self.dataset, DATASETS)
@@ -149,19 +165,29 @@ class ModelConfig:
     (facevae.flows.registry.FLOW_TYPES: ``planar``, ...; config.json files without it mean planar);
     flow_mode: ``global`` (one set of parameters per flow, e.g. planar u, w, b) or ``amortized``
     (predicted per image by the encoder).
-    likelihood: ``gaussian`` (fixed ``sigma``, in pixel units of [0, 1]), ``bernoulli``
+    likelihood: ``gaussian`` (``sigma``: a fixed float in pixel units of [0, 1]; ``"learned"``: a trained log
+    sigma per channel, or one shared with ``sigma_shared``; ``"optimal"``: per training batch sigma^2 = MSE under
+    stop-gradient, Rybkin et al. 2021; always with the full Gaussian normaliser), ``bernoulli``
     (binary pixels, decoder gives logits), or ``mse``: the published face-VAE objective
     ``r_loss_factor * mean((x - x_hat)^2)``, a Gaussian with sigma^2 = D / (2 r_loss_factor).
     decoder: ``conv`` (Conv2DTranspose blocks, one logit per pixel from z alone) or ``pixelcnn``
     (``facevae.model.pixelcnn``: autoregressive over pixels, binary single-channel images with the
     Bernoulli likelihood only); pixel_filters / pixel_layers: width and depth of its masked stack;
     pixel_window: odd side of its first (type-A) masked kernel, 7 by default; smaller leaves more to z.
+    decoder_kernel: side of the conv decoder's stride-2 Conv2DTranspose kernels. 4 (a multiple of the stride)
+    gives every output pixel the same number of taps, so no seam grid; models saved before this field existed
+    load with their 3x3 kernels (LEGACY_DECODER_KERNEL).
+    prior: what ``sample`` draws z from (facevae.model.prior): ``standard`` N(0, I); ``gmm`` a mixture of
+    ``prior_components`` full-covariance Gaussians (1: the closed-form Gaussian fit); ``flow`` ``prior_flows``
+    flows of ``prior_flow_type`` on top of a fitted Gaussian. Fitted to the training set's posterior means at the
+    end of training (or by ``python -m facevae.fit_prior``); N(0, I) until fitted.
     """
 
     image_size: int = 64
     channels: int = 3
     latent_dim: int = field(default=32, metadata=flag("latent size d", parse="positive_int"))
-    filters: tuple[int, ...] = (32, 64, 64, 64)
+    filters: tuple[int, ...] = field(default=(32, 64, 64, 64), metadata=flag(
+        "the four encoder Conv2D widths, mirrored by the decoder, e.g. 64,128,128,256", parse="filters"))
     flows: int = field(default=0, metadata=flag("number K of flows on the latent; 0 = plain VAE", parse="non_negative_int"))
     flow_mode: str = field(default="global", metadata=flag(
         "'global': one set of parameters per flow; 'amortized': predicted per image by the encoder", choices=FLOW_MODES))
@@ -169,10 +195,13 @@ class ModelConfig:
         "kind of each of the K flows (facevae/flows/registry.py): planar y = z + u_hat tanh(w.z + b), radial "
         "y = z + beta (z - z0) / (alpha + |z - z0|)", choices=flow_type_names))
     likelihood: str = field(default="gaussian", metadata=flag(
-        "p(x|z): gaussian (fixed --sigma), bernoulli (binary pixels), mse (r_loss_factor * MSE, the published "
+        "p(x|z): gaussian (--sigma: fixed, learned or optimal), bernoulli (binary pixels), mse (r_loss_factor * MSE, the published "
         "face recipe)", choices=likelihood_names))
-    sigma: float = field(default=0.1, metadata=flag(
-        "Gaussian pixel noise std for --likelihood gaussian", parse="positive_float"))
+    sigma: float | str = field(default=0.1, metadata=flag(
+        "pixel noise std of --likelihood gaussian: a number (pixels in [0, 1]), 'learned' (a trained log sigma per "
+        "channel) or 'optimal' (per batch sigma^2 = MSE, Rybkin et al. 2021)", parse="sigma"))
+    sigma_shared: bool = field(default=False, metadata=flag(
+        "one learned/optimal sigma for all channels instead of one per channel", switch=True))
     r_loss_factor: float = field(default=10000.0, metadata=flag(
         "weight of the MSE for --likelihood mse", parse="positive_float"))
     decoder: str = field(default="conv", metadata=flag(
@@ -185,6 +214,19 @@ class ModelConfig:
     pixel_window: int = field(default=7, metadata=flag(
         "odd side of the pixelcnn's first masked kernel: 7 sees 24 earlier pixels, 5 sees 12, 3 sees 4; smaller "
         "leaves more of the image to z", parse="positive_int"))
+    decoder_kernel: int = field(default=4, metadata=flag(
+        "side of the decoder's stride-2 Conv2DTranspose kernels; 4 has no seam grid, 3 is the old decoder",
+        parse="positive_int"))
+    prior: str = field(default="standard", metadata=flag(
+        "what samples are drawn from: 'standard' N(0, I); 'gmm' a Gaussian mixture (--prior-components) or "
+        "'flow' (--prior-flows flows on a Gaussian) fitted to the training codes after training", choices=prior_names))
+    prior_components: int = field(default=1, metadata=flag(
+        "Gaussians in --prior gmm; 1 = one full-covariance Gaussian in closed form, more are fitted by EM",
+        parse="positive_int"))
+    prior_flows: int = field(default=4, metadata=flag(
+        "flows of --prior flow on top of the fitted Gaussian, fitted by maximum likelihood", parse="positive_int"))
+    prior_flow_type: str = field(default="planar", metadata=flag(
+        "kind of the --prior flow flows (facevae/flows/registry.py)", choices=flow_type_names))
 
     def validate(self) -> None:
         _choice("image size", self.image_size, IMAGE_SIZES)
@@ -197,8 +239,19 @@ class ModelConfig:
         _choice("flow mode", self.flow_mode, FLOW_MODES)
         _choice("flow type", self.flow_type, flow_type_names())
         _choice("likelihood", self.likelihood, likelihood_names())
-        _positive("sigma", self.sigma)
+        if isinstance(self.sigma, str):
+            _choice("sigma", self.sigma, SIGMA_MODES)
+        else:
+            _positive("sigma", self.sigma)
+        if not isinstance(self.sigma_shared, bool):
+            raise ValueError(f"sigma_shared must be True or False. Received: sigma_shared={self.sigma_shared!r}")
         _positive("r_loss_factor", self.r_loss_factor)
+        if not isinstance(self.decoder_kernel, int) or self.decoder_kernel < 2:
+            raise ValueError(f"decoder_kernel must be an integer >= 2. Received: decoder_kernel={self.decoder_kernel!r}")
+        _choice("prior", self.prior, prior_names())
+        _positive("prior_components", self.prior_components)
+        _positive("prior_flows", self.prior_flows)
+        _choice("prior flow type", self.prior_flow_type, flow_type_names())
         _choice("decoder", self.decoder, DECODERS)
         if self.decoder == "pixelcnn" and (self.likelihood != "bernoulli" or self.channels != 1):
             raise ValueError("decoder='pixelcnn' models binary single-channel images: it needs likelihood='bernoulli' "
@@ -223,6 +276,9 @@ class TrainConfig:
     keep_checkpoints: the newest N checkpoints are kept, plus the best by validation loss (0: all).
     lr_schedule: "constant" (learning_rate throughout) or "cosine": lr_t = learning_rate (1 + cos(pi min(t/T, 1))) / 2
     at optimizer step t, T = epochs * steps per epoch (facevae.training.schedules).
+    precise_bn_batches: before each validation pass and before export, BatchNorm moving statistics are
+    re-estimated from this many training batches (facevae.model.batchnorm.precise_batch_norm; 0 = keep the
+    moving averages).
     """
 
     epochs: int = field(default=10, metadata=flag("epochs in all", parse="positive_int", group="training",
@@ -262,6 +318,10 @@ class TrainConfig:
     keep_checkpoints: int = field(default=3, metadata=flag(
         "checkpoints kept: the newest N, plus the best by validation loss; 0 keeps all", parse="non_negative_int",
         group="output", resume=True))
+    precise_bn_batches: int = field(default=8, metadata=flag(
+        "training batches over which BatchNorm statistics are re-estimated before each validation and before "
+        "export (precise BN); 0 = keep the moving averages", parse="non_negative_int", group="training",
+        resume=True))
 
     def validate(self) -> None:
         _choice("strategy", self.strategy, STRATEGIES)
@@ -282,6 +342,9 @@ class TrainConfig:
             _positive("steps_per_epoch", self.steps_per_epoch)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= SEED_MAX:
             raise ValueError(f"--seed must be an integer from 0 to {SEED_MAX} (2**32 - 1). Received: seed={self.seed!r}")
+        if not isinstance(self.precise_bn_batches, int) or self.precise_bn_batches < 0:
+            raise ValueError("precise_bn_batches must be an integer >= 0. "
+                             f"Received: precise_bn_batches={self.precise_bn_batches!r}")
 
 
 @dataclass
@@ -323,6 +386,10 @@ class RunConfig:
         if not isinstance(values.get("changes", []), list):
             raise ValueError(f"'changes' must be a list. Received: {values['changes']!r}")
         model = dict(values.get("model", {}))
+        if model:  # a config saved before decoder_kernel existed describes a model with the old 3x3 decoder
+            model.setdefault("decoder_kernel", LEGACY_DECODER_KERNEL)
+        if model.get("prior") == "gaussian":  # the name of the one-Gaussian prior on the research branch
+            model["prior"], model["prior_components"] = "gmm", 1
         if "filters" in model:
             model["filters"] = tuple(model["filters"])
         return cls(
@@ -399,8 +466,14 @@ def _check_section(section: str, cls: type, values: Any) -> None:
 def _faces(dataset: str, size: int) -> RunConfig:
     return RunConfig(
         data=DataConfig(dataset=dataset, image_size=size, channels=3, flip=True),
-        model=ModelConfig(image_size=size, channels=3, latent_dim=200, likelihood="mse"),
-        # The published face-VAE recipe: Adam 5e-4, batch 150, 30 epochs, r_loss_factor 10000.
+        # A calibrated decoder (learned per-channel sigma, full Gaussian normaliser), a seam-free 4x4 decoder and a
+        # full-covariance Gaussian prior fitted to the training codes after training (issue 14): with the published
+        # objective (--likelihood mse --r-loss-factor 10000, sigma = 0.78 at 64 px) every face comes back as a
+        # blurred average, and a sharp decoder's N(0, I) samples are not faces. Filters and latent size stay the
+        # paper's until the capacity measurement sets them.
+        model=ModelConfig(image_size=size, channels=3, latent_dim=200, likelihood="gaussian", sigma="learned",
+                          decoder_kernel=4, prior="gmm", prior_components=1),
+        # The published face-VAE optimiser: Adam 5e-4, batch 150, 30 epochs.
         train=TrainConfig(epochs=30, batch_size=150, learning_rate=5e-4),
     )
 

@@ -157,7 +157,8 @@ def reconstructions_of(model, images, batch_size: int):
 
 
 def prior_samples(model, count: int, temperature: float, seed: int, batch_size: int):
-    """``count`` prior samples decode(T eps), eps ~ N(0, I) drawn with numpy's generator seeded ``seed``; [N, S, S, C]."""
+    """``count`` prior samples ``model.sample`` (decode(prior(eps, T)): through the fitted latent prior when the model
+    has one, else decode(T eps)), eps ~ N(0, I) drawn with numpy's generator seeded ``seed``; [N, S, S, C]."""
     import numpy as np
 
     noise = np.random.default_rng(seed).standard_normal((count, model.config.latent_dim)).astype(np.float32)

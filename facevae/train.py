@@ -23,7 +23,7 @@ import sys
 from typing import Sequence
 
 from facevae import cli
-from facevae.config import DATASETS, DataConfig, ModelConfig, RunConfig, TrainConfig, preset
+from facevae.config import DATASETS, SIGMA_MODES, DataConfig, ModelConfig, RunConfig, TrainConfig, preset
 
 __all__ = ["build_parser", "config_from_args", "config_flags", "summary_line", "memory_message", "main"]
 
@@ -31,8 +31,35 @@ _PROG = "python -m facevae.train"
 _SECTIONS = (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig))
 _GROUPS = {"data": "data", "model": "model", "training": "training", "hardware": "hardware (docs/scaling.md)",
            "output": "output"}
+
+
+def _sigma(text: str) -> float | str:
+    """--sigma: 'learned', 'optimal' or a positive number."""
+    if text in SIGMA_MODES:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        raise argparse.ArgumentTypeError(f"must be 'learned', 'optimal' or a positive number; received {text!r}")
+    return value
+
+
+def _filters(text: str) -> tuple[int, ...]:
+    """--filters: four positive widths, comma-separated."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"must be four positive integers such as 64,128,128,256; received {text!r}")
+    return values
+
+
 _PARSERS = {"positive_int": cli.positive_int, "non_negative_int": cli.non_negative_int,
-            "positive_float": cli.positive_float, "int": int, "float": float, "str": str}
+            "positive_float": cli.positive_float, "int": int, "float": float, "str": str, "sigma": _sigma,
+            "filters": _filters}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -63,6 +90,10 @@ def _default_text(spec: ConfigFlag, defaults: RunConfig) -> str:
     value = getattr(getattr(defaults, spec.section), spec.name)
     if value is None:
         value = spec.metadata.get("none", "none")
+    elif spec.metadata.get("switch") is False:  # a --no-X flag: say whether X is on
+        value = f"{spec.name} {'on' if value else 'off'}"
+    elif isinstance(value, tuple):
+        value = ",".join(map(str, value))
     elif isinstance(value, bool):
         value = "on" if value else "off"
     return f"default: {value}"
@@ -87,8 +118,9 @@ def build_parser(dataset: str = "synthetic") -> argparse.ArgumentParser:
         meta = spec.metadata
         group = groups[meta.get("group", spec.section)]
         text = f"{meta['help']} ({_default_text(spec, defaults)})"
-        if meta.get("switch"):
-            group.add_argument(spec.option, dest=spec.dest, action="store_true", default=None, help=text)
+        if meta.get("switch") is not None:
+            action = "store_true" if meta["switch"] else "store_false"
+            group.add_argument(spec.option, dest=spec.dest, action=action, default=None, help=text)
             continue
         choices = meta.get("choices")
         if callable(choices):  # a registry read when the parser is built (e.g. a function returning its names)

@@ -18,10 +18,63 @@ def test_preset_is_a_copy():
     assert PRESETS["synthetic"].train.epochs != 999
 
 
-def test_face_preset_follows_the_published_recipe():
-    ffhq = preset("ffhq")
-    assert (ffhq.train.learning_rate, ffhq.train.batch_size, ffhq.train.epochs) == (5e-4, 150, 30)
-    assert (ffhq.model.likelihood, ffhq.model.r_loss_factor) == ("mse", 10000.0)
+def test_face_presets_follow_the_published_optimiser_with_a_calibrated_decoder_and_fitted_prior():
+    for name in ("ffhq", "folder"):
+        faces = preset(name)
+        assert (faces.train.learning_rate, faces.train.batch_size, faces.train.epochs) == (5e-4, 150, 30)
+        m = faces.model
+        assert (m.likelihood, m.sigma, m.prior, m.prior_components, m.decoder_kernel) == (
+            "gaussian", "learned", "gmm", 1, 4)
+        assert (m.filters, m.latent_dim) == ((32, 64, 64, 64), 200)
+        assert faces.data.flip and faces.train.precise_bn_batches == 8
+    # the published recipe stays reachable exactly
+    assert preset("ffhq").model.r_loss_factor == 10000.0
+
+
+def test_a_saved_config_without_decoder_kernel_is_the_old_3x3_decoder(tmp_path):
+    import json
+
+    values = preset("folder").to_dict()
+    for key in ("decoder_kernel", "prior", "prior_components", "prior_flows", "prior_flow_type", "sigma_shared"):
+        del values["model"][key]
+    values["model"]["sigma"] = 0.1
+    del values["train"]["precise_bn_batches"]
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    loaded = RunConfig.load(str(path)).validate()
+    assert (loaded.model.decoder_kernel, loaded.model.prior, loaded.model.sigma) == (3, "standard", 0.1)
+    # the research branch's name of the one-Gaussian prior
+    values["model"]["prior"] = "gaussian"
+    path.write_text(json.dumps(values))
+    loaded = RunConfig.load(str(path)).validate()
+    assert (loaded.model.prior, loaded.model.prior_components) == ("gmm", 1)
+
+
+def test_sigma_is_a_positive_number_or_a_mode():
+    config = preset("folder")
+    for good in (0.05, "learned", "optimal"):
+        config.model.sigma = good
+        config.validate()
+    config.model.sigma = "huge"
+    with pytest.raises(ValueError, match="Unknown sigma 'huge'; expected one of \\['learned', 'optimal'\\]"):
+        config.validate()
+    config.model.sigma = -1.0
+    with pytest.raises(ValueError, match="Received: sigma=-1.0"):
+        config.validate()
+
+
+def test_prior_and_decoder_fields_are_checked():
+    from facevae.config import PRIORS
+    from facevae.model.prior import PRIOR_KINDS
+
+    assert PRIORS == PRIOR_KINDS
+    for field, value, message in (("prior", "vamp", "Unknown prior 'vamp'"),
+                                  ("prior_components", 0, "Received: prior_components=0"),
+                                  ("decoder_kernel", 1, "Received: decoder_kernel=1")):
+        config = preset("folder")
+        setattr(config.model, field, value)
+        with pytest.raises(ValueError, match=message):
+            config.validate()
 
 
 @pytest.mark.parametrize(

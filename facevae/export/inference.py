@@ -5,6 +5,7 @@
     model = load_inference_model("runs/latent-demo/checkpoints/epoch-010.keras")  # or a .keras file
     z = model.encode(images)        # float32 [B, S, S, C] in [0, 1] -> [B, d], posterior mean through the flows
     x = model.decode(z)             # [B, d] -> [B, S, S, C] in [0, 1]
+    x = model.sample(noise, 0.7)    # N(0, I) noise [B, d] -> images through the model's (fitted) prior at T = 0.7
 
 Paths resolve as for every CLI (facevae.training.rundir.resolve_model). Loading an export uses only
 ``tf.saved_model.load`` (no facevae model or training code is imported), so an exported model works on a
@@ -35,15 +36,19 @@ class InferenceModel:
     Args:
         encode_fn: float32 images [B, S, S, C] -> z [B, d] (a tensor or array).
         decode_fn: z [B, d] -> images [B, S, S, C] in [0, 1].
+        sample_fn: (standard-normal noise [B, d], temperature) -> images through the model's prior (a fitted
+            prior maps the noise first); None: decode_fn(temperature * noise), the standard prior.
         image_size, channels, latent_dim: the shapes above.
         source: where the model came from (shown in messages).
         batch_size: images per call of the underlying functions.
     """
 
     def __init__(self, encode_fn: Callable, decode_fn: Callable, image_size: int, channels: int,
-                 latent_dim: int, source: str = "<memory>", batch_size: int = 256):
+                 latent_dim: int, source: str = "<memory>", batch_size: int = 256,
+                 sample_fn: Callable | None = None):
         self._encode_fn = encode_fn
         self._decode_fn = decode_fn
+        self._sample_fn = sample_fn
         self.image_size = int(image_size)
         self.channels = int(channels)
         self.latent_dim = int(latent_dim)
@@ -75,6 +80,19 @@ class InferenceModel:
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"decode expects latents of shape [B, {self.latent_dim}]. Received: shape={z.shape}")
         return self._batched(self._decode_fn, z, (self.image_size, self.image_size, self.channels))
+
+    def sample(self, noise: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+        """Images [B, S, S, C] from standard-normal ``noise`` [B, d] through the model's prior at ``temperature``."""
+        noise = np.asarray(noise, dtype=np.float32)
+        if noise.ndim != 2 or noise.shape[1] != self.latent_dim:
+            raise ValueError(f"sample expects noise of shape [B, {self.latent_dim}]. Received: shape={noise.shape}")
+        if self._sample_fn is None:
+            return self.decode(temperature * noise)
+        import tensorflow as tf
+
+        t = tf.constant(temperature, tf.float32)
+        return self._batched(lambda batch: self._sample_fn(batch, t), noise,
+                             (self.image_size, self.image_size, self.channels))
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
         """decode(encode(images))."""
@@ -121,11 +139,17 @@ def load_inference_model(path: str, batch_size: int = 256) -> InferenceModel:
     latent_spec = loaded.decode.input_signature[0]
     _, size, _, channels = image_spec.shape.as_list()
     latent_dim = latent_spec.shape.as_list()[-1]
+    if hasattr(loaded, "sample_tempered"):
+        sample_fn = lambda noise, t: loaded.sample_tempered(noise, t)["images"]  # noqa: E731
+    elif hasattr(loaded, "sample"):  # an export from before sample_tempered: the temperature scales the noise
+        sample_fn = lambda noise, t: loaded.sample(t * noise)["images"]  # noqa: E731
+    else:
+        sample_fn = None
     return InferenceModel(
         encode_fn=lambda images: loaded.encode(images)["z"],
         decode_fn=lambda z: loaded.decode(z)["images"],
         image_size=size, channels=channels, latent_dim=latent_dim,
-        source=directory, batch_size=batch_size,
+        source=directory, batch_size=batch_size, sample_fn=sample_fn,
     )
 
 
@@ -150,6 +174,7 @@ def from_keras(model, batch_size: int = 256) -> InferenceModel:
     return InferenceModel(
         encode_fn=lambda images: model.encode(images)[2],
         decode_fn=lambda z: model.decode(z),
+        sample_fn=lambda noise, t: model.sample(noise=noise, temperature=t),
         image_size=config.image_size, channels=config.channels, latent_dim=config.latent_dim,
         source="<memory>", batch_size=batch_size,
     )

@@ -5,9 +5,14 @@ Endpoints (all float32):
         z = f_K o ... o f_1(mean), the posterior mean carried through the flows.
     decode(z [B, d]) -> {"images": [B, S, S, C]}
     reconstruct(images) -> {"images"}: decode(encode(images).z); the default serving signature.
-    sample(noise [B, d]) -> {"images"}: decode(noise); pass temperature * N(0, I) noise.
+    sample(noise [B, d]) -> {"images"}: decode(prior(noise)) for standard-normal noise; prior is the model's fitted
+        latent prior (facevae.model.prior.LatentPrior: one Gaussian mean + L noise, a mixture with the component
+        read from the noise, or flows on a Gaussian) or, for the standard prior, the identity.
+    sample_tempered(noise [B, d], temperature []) -> {"images"}: decode(prior(noise, temperature)): the
+        temperature scales the spread of the prior (for one Gaussian and the standard prior this equals
+        sample(temperature * noise); for a mixture the component is still chosen from the unscaled noise).
 
-The export holds the encoder, decoder and flows only (the training-time SeedGenerator
+The export holds the encoder, decoder, flows and fitted prior only (the training-time SeedGenerator
 state does not serialise through ``tf.saved_model.save``), is built in a staging directory and
 renamed into place (data_prep.atomic.staged_directory), and includes ``model.keras`` beside the SavedModel files.
 """
@@ -23,7 +28,7 @@ from facevae.training.rundir import EXPORT_MARKER, is_saved_model
 
 __all__ = ["ENDPOINTS", "export_model", "load_export"]
 
-ENDPOINTS = ("encode", "decode", "reconstruct", "sample")
+ENDPOINTS = ("encode", "decode", "reconstruct", "sample", "sample_tempered")
 KERAS_FILE = "model.keras"
 
 
@@ -42,6 +47,8 @@ def export_model(model, directory: str, include_keras: bool = True, marker: dict
     archive.track(model.encoder)
     archive.track(model.decoder)
     archive.track(model.flows)
+    if getattr(model, "prior", None) is not None:
+        archive.track(model.prior)
 
     def encode(images):
         mean, log_var, z = model.encode(images)
@@ -53,13 +60,20 @@ def export_model(model, directory: str, include_keras: bool = True, marker: dict
     def reconstruct(images):
         return {"images": model.reconstruct(images)}
 
+    def sample(noise):
+        return {"images": model.sample(noise=noise)}
+
+    def sample_tempered(noise, temperature):
+        return {"images": model.sample(noise=noise, temperature=temperature)}
+
     # The first endpoint becomes "serving_default" (ExportArchive.write_out), so reconstruct goes first.
     archive.add_endpoint("reconstruct", reconstruct, input_signature=[image_spec])
     archive.add_endpoint("encode", encode, input_signature=[image_spec])
     archive.add_endpoint("decode", decode, input_signature=[latent_spec])
-    archive.add_endpoint(
-        "sample", decode, input_signature=[tf.TensorSpec([None, config.latent_dim], tf.float32, "noise")]
-    )
+    noise_spec = tf.TensorSpec([None, config.latent_dim], tf.float32, "noise")
+    archive.add_endpoint("sample", sample, input_signature=[noise_spec])
+    archive.add_endpoint("sample_tempered", sample_tempered,
+                         input_signature=[noise_spec, tf.TensorSpec([], tf.float32, "temperature")])
 
     directory = os.path.abspath(directory)
     if os.path.lexists(directory) and not (os.path.isdir(directory) and is_saved_model(directory)):

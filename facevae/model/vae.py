@@ -2,8 +2,10 @@
 
 Encoder: 4 x [Conv2D(3x3, stride 2, 'same') -> BatchNorm (fused kernel) -> LeakyReLU], Flatten, then
 Dense heads for the posterior mean and log-variance. Decoder: Dense -> Reshape ->
-4 x [Conv2DTranspose(3x3, stride 2) -> BatchNorm -> LeakyReLU], the last block without
-BatchNorm or activation, giving logits. 28 px images are zero-padded to 32 and cropped back.
+4 x [Conv2DTranspose(k x k, stride 2) -> BatchNorm -> LeakyReLU], the last block without
+BatchNorm or activation, giving logits; k = ``config.decoder_kernel``: 4 for new models (a multiple of the
+stride, so every output pixel gets the same number of taps and there is no seam grid), 3 for models saved
+before the field existed. 28 px images are zero-padded to 32 and cropped back.
 With ``decoder="pixelcnn"`` the decoder is ``facevae.model.pixelcnn.AutoregressiveDecoder`` instead:
 p(x|z) = prod_i p(x_i | x_<i, z), teacher-forced in the loss, pixel by pixel when decoding.
 
@@ -13,30 +15,39 @@ the loss (negative ELBO, nats) is
     -log p(x|zK) + beta * [log q0(z0|x) - sum_k log|det J_k(z_{k-1})| - log p(zK)]
 
 where the bracket is the Monte-Carlo KL term and beta is the KL warm-up weight (1 after warm-up).
+A Gaussian likelihood with sigma "learned" owns a trained log sigma (per channel [C], or shared []); with
+"optimal" it holds the last training batch's sigma* (sigma*^2 = the batch MSE, under stop-gradient), which
+evaluation uses. Either way the likelihood keeps its full normaliser, so the loss stays a negative ELBO.
+
+The prior of the objective is N(0, I). ``sample`` maps its standard-normal noise through the model's fitted
+latent prior (facevae.model.prior.LatentPrior, config.prior 'gmm' or 'flow'; N(0, I) itself until fitted).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from facevae.model import losses
 from facevae.model.objective import LOSS_TERMS, Objective
 from facevae.model.batchnorm import FusedBatchNormalization
-from facevae.config import ModelConfig
+from facevae.config import LEGACY_DECODER_KERNEL, ModelConfig
 from facevae.flows import Flows
 from facevae.model.pixelcnn import AutoregressiveDecoder
+from facevae.model.prior import LatentPrior, prior_layer
 
 __all__ = ["build_encoder", "build_decoder", "GaussianSampler", "FaceVAE"]
 
 _PADDED_SIZE = {28: 32}
 
 
-def _conv_block(x, filters: int, name: str, transpose: bool = False):
+def _conv_block(x, filters: int, name: str, transpose: bool = False, kernel: int = 3):
     conv = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
-    x = conv(filters, 3, strides=2, padding="same", name=f"{name}_conv")(x)
+    x = conv(filters, kernel, strides=2, padding="same", name=f"{name}_conv")(x)
     x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act")(x)
 
@@ -68,10 +79,10 @@ def build_decoder(config: ModelConfig) -> keras.Model:
     x = keras.layers.Reshape((start, start, config.filters[-1]), name="reshape")(x)
     widths = list(reversed(config.filters[:-1]))
     for i, filters in enumerate(widths):
-        x = _conv_block(x, filters, f"dec{i}", transpose=True)
+        x = _conv_block(x, filters, f"dec{i}", transpose=True, kernel=config.decoder_kernel)
     # float32 logits under a mixed-precision policy, so the likelihood is computed in float32.
     x = keras.layers.Conv2DTranspose(
-        config.channels, 3, strides=2, padding="same", name="logits", dtype="float32"
+        config.channels, config.decoder_kernel, strides=2, padding="same", name="logits", dtype="float32"
     )(x)
     if padded != size:
         x = keras.layers.Cropping2D((padded - size) // 2, name="crop")(x)
@@ -124,8 +135,9 @@ class FaceVAE(keras.Model):
 
     def __init__(self, config: ModelConfig | dict, seed: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        if isinstance(config, dict):
-            config = ModelConfig(**{**config, "filters": tuple(config["filters"])})
+        if isinstance(config, dict):  # a saved model; one saved without decoder_kernel has the old 3x3 decoder
+            config = ModelConfig(**{"decoder_kernel": LEGACY_DECODER_KERNEL, **config,
+                                    "filters": tuple(config["filters"])})
         config.validate()
         self.config = config
         self.seed = seed
@@ -143,6 +155,16 @@ class FaceVAE(keras.Model):
         self.kl_weight = self.add_weight(
             shape=(), initializer="ones", trainable=False, name="kl_weight"
         )
+        # log sigma of a Gaussian likelihood with sigma "learned" (trained) or "optimal" (the last training batch's
+        # sigma*, which evaluation uses): one per channel, or one shared; None for a fixed sigma.
+        self.log_sigma = None
+        if config.likelihood == "gaussian" and isinstance(config.sigma, str):
+            self.log_sigma = self.add_weight(
+                shape=() if config.sigma_shared else (config.channels,), name="log_sigma",
+                trainable=config.sigma == "learned", initializer=keras.initializers.Constant(math.log(0.1)),
+                dtype="float32", aggregation="mean")
+        # The fitted latent prior ``sample`` maps its noise through; None for the standard prior.
+        self.prior: LatentPrior | None = prior_layer(config)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
         # Every weight exists once the constructor returns (the encoder and decoder are functional).
         self.flows.build((None, config.latent_dim), (None, self.encoder.outputs[2].shape[-1]))
@@ -187,13 +209,31 @@ class FaceVAE(keras.Model):
         """images -> decode(encode(images).z), deterministic."""
         return self.decode(self.encode(images)[2])
 
+    def prior_transform(self, noise, temperature: float = 1.0):
+        """z [n, d] from standard-normal ``noise`` [n, d]: temperature * noise for the standard prior, else the
+        fitted prior's map (facevae.model.prior.LatentPrior: for one Gaussian, mean + temperature * L noise)."""
+        noise = tf.cast(noise, tf.float32)
+        if self.prior is None:
+            return noise * temperature
+        return self.prior(noise, temperature=temperature)
+
+    def set_prior(self, fitted: LatentPrior) -> None:
+        """Install a fitted prior (a ``LatentPrior`` of the same kind and size as ``self.prior``): copy its weights."""
+        if self.prior is None:
+            raise ValueError("set_prior needs a model built with a fitted prior kind ('gmm' or 'flow'). "
+                             f"Received: prior={self.config.prior!r}")
+        if fitted.get_config()["components"] != self.prior.components or fitted.num_flows != self.prior.num_flows:
+            raise ValueError(f"the fitted prior ({fitted.describe()}) does not match the model's ({self.prior.describe()})")
+        self.prior.set_weights(fitted.get_weights())
+
     def sample(self, num_images: int | None = None, noise=None, temperature: float = 1.0):
-        """Prior samples: decode(temperature * eps), eps ~ N(0, I) [n, d] drawn here or given as ``noise``."""
+        """Prior samples: decode(prior_transform(eps, temperature)), eps ~ N(0, I) [n, d] drawn here or given as
+        ``noise``; with the standard prior that is decode(temperature * eps)."""
         if noise is None:
             noise = keras.random.normal(
                 (num_images, self.config.latent_dim), seed=self.sampler.seed_generator
             )
-        return self.decode(temperature * noise)
+        return self.decode(self.prior_transform(noise, temperature))
 
     def call(self, images, training: bool = False):
         mean, log_var, features = self.posterior(images, training=training)
@@ -217,7 +257,7 @@ class FaceVAE(keras.Model):
         z0, _ = self.sampler(mean, log_var, noise=noise)
         zk, log_det = self.apply_flows(z0, features)
         logits = self.decode_logits(zk, training=training, images=images)
-        reconstruction = self._reconstruction(images, logits)
+        reconstruction = self._reconstruction(images, logits, training=training)
         log_q0 = losses.diagonal_gaussian_log_prob(z0, mean, log_var)
         log_prior = losses.standard_normal_log_prob(zk)
         kl = log_q0 - log_det - log_prior
@@ -256,9 +296,35 @@ class FaceVAE(keras.Model):
         flat = log_likelihood + log_det + losses.standard_normal_log_prob(zk)
         return tf.reshape(flat, [num_samples, batch]) - log_q0
 
-    def _reconstruction(self, images, logits):
+    def likelihood_log_sigma(self, images, logits, training: bool = False):
+        """The log sigma tensor the Gaussian likelihood uses, or None (fixed sigma, other likelihoods).
+
+        learned: the trained weight ([C] or []). optimal: when ``training``, this batch's sigma* (stop-gradient;
+        stored in ``log_sigma`` for evaluation and logging), else the stored value of the last training batch.
+        """
+        if self.log_sigma is None:
+            return None
+        if self.config.sigma != "optimal":
+            return self.log_sigma
+        if training:
+            optimum = losses.optimal_log_sigma(images, logits, shared=self.config.sigma_shared)
+            self.log_sigma.assign(optimum)
+            return optimum
+        return tf.stop_gradient(tf.convert_to_tensor(self.log_sigma))
+
+    def _reconstruction(self, images, logits, training: bool = False):
         """-log p(x|z) per example [B] from the likelihood registry entry named by the config."""
-        return losses.LIKELIHOODS[self.config.likelihood].nll(images, logits, self.config)
+        log_sigma = self.likelihood_log_sigma(images, logits, training=training)
+        return losses.LIKELIHOODS[self.config.likelihood].nll(images, logits, self.config, log_sigma)
+
+    @property
+    def sigma(self) -> "np.ndarray | float | None":
+        """The Gaussian likelihood's sigma now ([C], [] or the fixed float), or None for other likelihoods."""
+        if self.config.likelihood != "gaussian":
+            return None
+        if self.log_sigma is None:
+            return float(self.config.sigma)
+        return np.exp(self.log_sigma.numpy().astype(np.float64))
 
     # ----- Keras training protocol ------------------------------------------------------
     @property

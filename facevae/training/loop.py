@@ -40,11 +40,14 @@ class EpochLoop:
 
     As in ``model.fit``, with steps_per_epoch set one iterator runs on across epochs (and a new pass
     starts when the data ends, so every epoch has steps_per_epoch steps); logs are running means of
-    the batch means; validation logs get a ``val_`` prefix.
+    the batch means; validation logs get a ``val_`` prefix. ``before_validation()``, if given, runs before
+    each validation pass (the trainer re-estimates BatchNorm statistics there).
     """
 
-    def __init__(self, model, strategy, train, validation, train_step, eval_step, steps_per_epoch):
+    def __init__(self, model, strategy, train, validation, train_step, eval_step, steps_per_epoch,
+                 before_validation=None):
         self.model, self.strategy, self.steps = model, strategy, steps_per_epoch
+        self.before_validation = before_validation  # called before each validation pass (precise BatchNorm)
         self.train, self.validation = distribute_dataset(strategy, train), distribute_dataset(strategy, validation)
         self.train_step, self.eval_step = train_step, eval_step
         self.iterator = None
@@ -89,6 +92,8 @@ class EpochLoop:
                 if model.stop_training:
                     break
             if guard.where is None:
+                if self.before_validation is not None:
+                    self.before_validation()
                 logs.update({f"val_{k}": v for k, v in evaluate(self.eval_step, self.validation).items()})
             callbacks.on_epoch_end(epoch, logs)
             if model.stop_training:

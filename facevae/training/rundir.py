@@ -8,6 +8,7 @@
         tensorboard/                 scalars (train/, validation/) and sample sheets (images/)
         history.csv                  one row per finished epoch
         loss.png, metrics.json       written at the end of the run
+        prior.npz, prior.json        the fitted latent prior (config.prior 'gmm' or 'flow') and its held-out fit
         export -> <export_dir>/<run_name>   link to the SavedModel; the export holds .facevae-export.json
         .lock                        held (flock) by the process writing the run: pid, host, command (data_prep.locking)
 
@@ -80,6 +81,8 @@ class RunDir:
     metrics = property(lambda self: os.path.join(self.path, "metrics.json"))
     export_link = property(lambda self: os.path.join(self.path, "export"))
     best_checkpoint = property(lambda self: os.path.join(self.path, "best_checkpoint.json"))
+    prior = property(lambda self: os.path.join(self.path, "prior.npz"))
+    prior_json = property(lambda self: os.path.join(self.path, "prior.json"))
 
     def exists(self) -> bool:
         """True once the run has written its config.json."""

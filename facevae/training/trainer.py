@@ -37,6 +37,8 @@ from facevae.analysis.metrics import default_reconstruction_limit
 from facevae.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 from facevae.data.datasets import TrainingData, training_data
 from facevae.export.serving import export_model
+from facevae.model import prior as prior_lib
+from facevae.model.batchnorm import precise_batch_norm
 from facevae.model.objective import LOSS
 from facevae.model.vae import FaceVAE
 from facevae.training import distributed
@@ -45,7 +47,8 @@ from facevae.training.rundir import RUN_LOCK, RunDir, is_saved_model, read_expor
 from facevae.training.schedules import LearningRateSchedule
 
 __all__ = ["NonFiniteLoss", "ResumeConflict", "ExportConflict", "OutputLockedError", "TrainResult", "fit",
-           "latest_checkpoint", "evaluate_reconstruction", "resume_changes"]
+           "latest_checkpoint", "evaluate_reconstruction", "resume_changes", "recalibrate_batch_norm",
+           "fit_and_save_prior"]
 
 
 class NonFiniteLoss(RuntimeError):
@@ -108,6 +111,50 @@ class _StopOnNonFinite(keras.callbacks.Callback):
         if self.where is None and loss is not None and not math.isfinite(float(loss)):
             self.where = (epoch + 1, "validation")
             self.model.stop_training = True
+
+
+class _SigmaLog(keras.callbacks.Callback):
+    """Adds the Gaussian likelihood's learned or optimal sigma to the epoch logs, hence history.csv and
+    TensorBoard: ``sigma`` (the geometric mean over channels) and ``sigma_<c>`` per channel (pixel units)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or getattr(self.model, "log_sigma", None) is None:
+            return
+        sigma = np.atleast_1d(self.model.sigma)
+        logs["sigma"] = float(np.exp(np.mean(np.log(sigma))))
+        if sigma.size > 1:
+            logs.update({f"sigma_{c}": float(value) for c, value in enumerate(sigma)})
+
+
+def recalibrate_batch_norm(model: FaceVAE, train: tf.data.Dataset, batches: int) -> int:
+    """Precise BatchNorm (facevae.model.batchnorm.precise_batch_norm) over ``batches`` batches of ``train``, each
+    passed through the model in training mode as in a training step (posterior draw, flows, decoder); returns
+    the number of batches used."""
+    if batches <= 0:
+        return 0
+
+    @tf.function
+    def forward(images):
+        mean, log_var, features = model.posterior(images, training=True)
+        z0, _ = model.sampler(mean, log_var)
+        zk, _ = model.apply_flows(z0, features)
+        model.decode_logits(zk, training=True, images=images)
+
+    def images():
+        for batch in train.take(batches):
+            yield tf.cast(batch[0] if isinstance(batch, (tuple, list)) else batch, tf.float32)
+
+    return precise_batch_norm(model, images(), forward)
+
+
+def fit_and_save_prior(model: FaceVAE, run: RunDir, train: tf.data.Dataset, validation: tf.data.Dataset,
+                       seed: int = 0, source: str | None = None) -> dict:
+    """Fit the model's latent prior (facevae.model.prior.fit_latent_prior), install it, and write ``prior.npz``
+    and ``prior.json`` (held-out log-density under the fit and under N(0, I)) into the run directory."""
+    result = prior_lib.fit_latent_prior(model, train, validation, seed=seed)
+    prior_lib.save_prior(run.prior, model.prior)
+    atomic.write_json(run.prior_json, {**result, **({"model": source} if source else {})})
+    return result
 
 
 class _StageCheckpoint(keras.callbacks.Callback):
@@ -551,11 +598,16 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
                    _EpochArtifacts(run, data.preview, guard, config.train.seed, stage, config.train.keep_checkpoints)]
     verbose = (1 if verbose == "auto" else verbose) if chief else 0
     callback_list = keras.callbacks.CallbackList(
-        [_KLWarmup(config.train.kl_warmup_epochs), schedule, guard, *writers, *(callbacks or [])],
+        [_KLWarmup(config.train.kl_warmup_epochs), schedule, guard, _SigmaLog(), *writers, *(callbacks or [])],
         add_history=True, add_progbar=verbose != 0, model=model,
         verbose=verbose, epochs=config.train.epochs, steps=config.train.steps_per_epoch,
     )
-    loop = EpochLoop(model, strategy, data.train, data.validation, train_step, eval_step, config.train.steps_per_epoch)
+    # Precise BatchNorm on one device; several replicas or workers keep the moving averages (their batch
+    # statistics are synchronized, but re-estimating them would need a distributed pass: not done).
+    precise = config.train.precise_bn_batches if replicas == 1 else 0
+    recalibrate = (lambda: recalibrate_batch_norm(model, data.train, precise)) if precise else None
+    loop = EpochLoop(model, strategy, data.train, data.validation, train_step, eval_step, config.train.steps_per_epoch,
+                     before_validation=recalibrate)
     started = time.perf_counter()
     steps_before = int(model.optimizer.iterations.numpy())
     if initial_epoch < config.train.epochs:
@@ -572,6 +624,8 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
             "Lower --learning-rate or use --kl-warmup, then --resume the run."
         )
 
+    if recalibrate is not None:
+        recalibrate()  # the statistics the export carries
     validation = evaluate(eval_step, loop.validation)  # every worker takes part (collective ops)
     steps = int(model.optimizer.iterations.numpy())
     metrics = {
@@ -586,6 +640,9 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
     }
     if not chief:
         return TrainResult(run.path, export_dir, metrics, model)
+    if model.prior is not None:  # fitted to the training codes; the export's sample endpoint maps noise through it
+        metrics["prior"] = fit_and_save_prior(model, run, data.train, data.validation, seed=config.train.seed)
+        _resave_latest_checkpoint(run, model, config.train.epochs)
     history = plots.read_history(run.history)
     plots.plot_loss_curves(history, run.loss_plot, title=run.name)
     metrics.update(evaluate_reconstruction(model, data.validation, data.mean_image,
@@ -599,6 +656,17 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
     _clean_export_leftovers(export_dir)
     run.link_export(export_dir)
     return TrainResult(run.path, export_dir, metrics, model)
+
+
+def _resave_latest_checkpoint(run: RunDir, model: FaceVAE, epoch: int) -> None:
+    """Write the final checkpoint again (atomically) so that it holds the prior fitted after its epoch ended, as
+    the export does; tools that load a run's newest checkpoint (evaluate) then sample through the fit."""
+    path, number = run.latest_checkpoint()
+    if path is None or number != epoch:
+        return
+    temporary = atomic.temporary_name(path)
+    model.save(temporary)
+    atomic.commit(temporary, path)
 
 
 def _plain_copy(model: FaceVAE) -> FaceVAE:

@@ -23,6 +23,13 @@ def run_cli(*args, cwd=None):
         (["--dataset", "ffhq"], "--dataset ffhq needs --data-dir; prepare shards with: python -m data_prep ffhq"),
         (["--dataset", "mnist", "--data-dir", "/no/such/dir"], "--data-dir /no/such/dir does not exist"),
         (["--decoder", "pixelcnn"], "decoder='pixelcnn' models binary single-channel images"),
+        (["--sigma", "sharp"], "argument --sigma: must be 'learned', 'optimal' or a positive number; received 'sharp'"),
+        (["--sigma", "-0.1"], "argument --sigma: must be 'learned', 'optimal' or a positive number; received '-0.1'"),
+        (["--filters", "64,128"], "argument --filters: must be four positive integers such as 64,128,128,256"),
+        (["--prior", "vamp"], "argument --prior: invalid choice: 'vamp' (choose from 'standard', 'gmm', 'flow')"),
+        (["--prior-components", "0"], "argument --prior-components: must be a positive integer; received 0"),
+        (["--decoder-kernel", "1"], "decoder_kernel must be an integer >= 2. Received: decoder_kernel=1"),
+        (["--precise-bn-batches", "-1"], "argument --precise-bn-batches: must be an integer >= 0; received -1"),
     ],
 )
 def test_bad_flags_give_one_line_and_exit_code_2(tmp_path, args, expected):
@@ -43,6 +50,27 @@ def test_flags_override_the_preset():
                                       "--pixel-window", "5"])
     model = config_from_args(args).model
     assert (model.decoder, model.pixel_layers, model.pixel_window) == ("pixelcnn", 2, 5)
+
+
+def test_face_flags_override_the_preset():
+    args = build_parser("folder").parse_args([
+        "--dataset", "folder", "--data-dir", "x", "--sigma", "optimal", "--sigma-shared", "--filters", "64,128,128,256",
+        "--decoder-kernel", "3", "--prior", "flow", "--prior-flows", "6", "--precise-bn-batches", "0", "--no-flip"])
+    config = config_from_args(args)
+    m = config.model
+    assert (m.sigma, m.sigma_shared, m.filters, m.decoder_kernel, m.prior, m.prior_flows) == (
+        "optimal", True, (64, 128, 128, 256), 3, "flow", 6)
+    assert config.train.precise_bn_batches == 0 and config.data.flip is False
+    defaults = config_from_args(build_parser("folder").parse_args(["--dataset", "folder", "--data-dir", "x"]))
+    assert (defaults.model.sigma, defaults.model.prior, defaults.data.flip) == ("learned", "gmm", True)
+    # the published recipe stays reachable exactly
+    published = config_from_args(build_parser().parse_args(["--dataset", "folder", "--data-dir", "x", "--likelihood",
+                                                            "mse", "--r-loss-factor", "10000", "--sigma", "0.2",
+                                                            "--prior", "standard", "--prior-components", "3"]))
+    assert (published.model.likelihood, published.model.r_loss_factor, published.model.sigma) == ("mse", 10000.0, 0.2)
+    assert published.model.prior_components == 3
+    text = build_parser("folder").format_help()
+    assert "(default: learned)" in text and "(default: flip on)" in text and "(default: 32,64,64,64)" in text
 
 
 def test_help_explains_every_flag():

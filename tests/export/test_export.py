@@ -28,6 +28,7 @@ for n in (2, 5):
     out[f"decode_{n}"] = loaded.decode(tf.constant(inputs["z"][:n]))["images"].numpy()
     out[f"reconstruct_{n}"] = loaded.reconstruct(tf.constant(inputs["images"][:n]))["images"].numpy()
     out[f"sample_{n}"] = loaded.sample(tf.constant(inputs["z"][:n]))["images"].numpy()
+    out[f"tempered_{n}"] = loaded.sample_tempered(tf.constant(inputs["z"][:n]), tf.constant(0.6))["images"].numpy()
 out["serving_default"] = loaded.signatures["serving_default"](images=tf.constant(inputs["images"][:2]))["images"].numpy()
 np.savez(sys.argv[3], **out)
 print(json.dumps(sorted(loaded.signatures.keys())))
@@ -37,7 +38,10 @@ print(json.dumps(sorted(loaded.signatures.keys())))
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
-    model = FaceVAE(tiny_model_config(flows=2, flow_mode="amortized"), seed=0)
+    model = FaceVAE(tiny_model_config(flows=2, flow_mode="amortized", prior="gmm", prior_components=2), seed=0)
+    rng = np.random.default_rng(1)  # a fitted prior: the sample endpoints map their noise through it
+    model.prior.set_mixture([0.3, 0.7], rng.normal(size=(2, 6)),
+                            np.tril(rng.normal(size=(2, 6, 6)), -1) + np.stack([np.diag(rng.uniform(0.5, 2, 6))] * 2))
     directory = export_model(model, str(tmp / "run"))
     return model, directory, tmp
 
@@ -63,7 +67,9 @@ def test_reload_in_a_fresh_process_matches_at_two_batch_sizes(exported):
         np.testing.assert_allclose(out[f"encode_log_var_{n}"], log_var, atol=1e-5)
         np.testing.assert_allclose(out[f"encode_z_{n}"], zk, atol=1e-5)
         np.testing.assert_allclose(out[f"decode_{n}"], model.decode(z[:n]).numpy(), atol=1e-5)
-        np.testing.assert_allclose(out[f"sample_{n}"], model.decode(z[:n]).numpy(), atol=1e-5)
+        np.testing.assert_allclose(out[f"sample_{n}"], model.sample(noise=z[:n]).numpy(), atol=1e-5)
+        np.testing.assert_allclose(out[f"tempered_{n}"], model.sample(noise=z[:n], temperature=0.6).numpy(), atol=1e-5)
+        assert not np.allclose(out[f"sample_{n}"], model.decode(z[:n]).numpy(), atol=1e-3)  # the prior is used
         np.testing.assert_allclose(out[f"reconstruct_{n}"], model.reconstruct(images[:n]).numpy(), atol=1e-5)
     np.testing.assert_allclose(out["serving_default"], model.reconstruct(images[:2]).numpy(), atol=1e-5)
 

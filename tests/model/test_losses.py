@@ -68,3 +68,38 @@ def test_closed_form_kl_agrees_with_monte_carlo():
     estimate, error = samples.mean(0), samples.std(0) / math.sqrt(n)
     closed = losses.gaussian_kl(mean, log_var).numpy()
     assert np.all(np.abs(estimate - closed) < 3 * error), (estimate, closed, error)
+
+
+def test_gaussian_nll_with_per_channel_log_sigma_equals_scipy():
+    x, logits = _images(np.random.default_rng(5))
+    mean = 1 / (1 + np.exp(-logits))
+    sigma = np.array([0.05, 0.3, 1.2])
+    expected = -stats.norm.logpdf(x, loc=mean, scale=sigma).reshape(4, -1).sum(1)
+    np.testing.assert_allclose(losses.gaussian_nll_log_sigma(x, logits, np.log(sigma)).numpy(), expected, rtol=1e-10)
+    shared = losses.gaussian_nll_log_sigma(x, logits, np.log(0.3)).numpy()
+    np.testing.assert_allclose(shared, losses.gaussian_nll(x, logits, 0.3).numpy(), rtol=1e-10)
+    # the registry entry: the model's log sigma tensor when given, the config's fixed sigma otherwise
+    entry = losses.LIKELIHOODS["gaussian"]
+    config = type("C", (), {"sigma": 0.3})()
+    np.testing.assert_allclose(entry.nll(x, logits, config, np.log(sigma)).numpy(), expected, rtol=1e-10)
+    np.testing.assert_allclose(entry.nll(x, logits, config).numpy(), shared, rtol=1e-10)
+    config.sigma = "learned"
+    with pytest.raises(ValueError, match="needs the model's log sigma tensor"):
+        entry.nll(x, logits, config)
+
+
+def test_optimal_log_sigma_is_the_batch_rms_error_without_gradient():
+    x, logits = _images(np.random.default_rng(6))
+    mean = 1 / (1 + np.exp(-logits))
+    per_channel = np.sqrt(((x - mean) ** 2).mean(axis=(0, 1, 2)))
+    np.testing.assert_allclose(np.exp(losses.optimal_log_sigma(x, logits).numpy()), per_channel, rtol=1e-10)
+    np.testing.assert_allclose(np.exp(losses.optimal_log_sigma(x, logits, shared=True).numpy()),
+                               np.sqrt(((x - mean) ** 2).mean()), rtol=1e-10)
+    variable = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        value = tf.reduce_sum(losses.optimal_log_sigma(x, variable))
+    assert tape.gradient(value, variable) is None
+    # sigma* maximises the batch likelihood: a shared sigma 10% off either way gives a larger NLL
+    best = float(np.exp(losses.optimal_log_sigma(x, logits, shared=True).numpy()))
+    nll = [losses.gaussian_nll(x, logits, best * f).numpy().sum() for f in (0.9, 1.0, 1.1)]
+    assert nll[1] < nll[0] and nll[1] < nll[2]

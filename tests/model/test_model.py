@@ -1,5 +1,7 @@
 """The FaceVAE: shapes at every supported size, the objective as math, serialisation."""
+import json
 import math
+import zipfile
 
 import keras
 import numpy as np
@@ -56,10 +58,21 @@ def _planar_numpy(z, u, w, b):
     return y, log_det
 
 
-@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli", "mse"])
-def test_loss_with_flows_equals_the_design_formula(likelihood):
-    """-log p(x|zK) + log q0(z0|x) - sum_k log|det J_k| - log p(zK), recomputed in numpy on hand-set flows."""
-    model = FaceVAE(small_config(flows=2, likelihood=likelihood), seed=2)
+@pytest.mark.parametrize("likelihood, sigma", [("gaussian", 0.1), ("bernoulli", 0.1), ("mse", 0.1),
+                                               ("gaussian", "learned"), ("gaussian", "learned-shared"),
+                                               ("gaussian", "optimal")])
+def test_loss_with_flows_equals_the_design_formula(likelihood, sigma):
+    """-log p(x|zK) + log q0(z0|x) - sum_k log|det J_k| - log p(zK), recomputed in numpy on hand-set flows.
+
+    A learned sigma is hand-set per channel (or shared); the optimal sigma is sigma_c^2 = the batch's mean squared
+    error per channel. The Gaussian keeps its full normaliser, log sigma + log(2 pi) / 2 per pixel.
+    """
+    shared = sigma == "learned-shared"
+    sigma = "learned" if shared else sigma
+    model = FaceVAE(small_config(flows=2, likelihood=likelihood, sigma=sigma, sigma_shared=shared), seed=2)
+    hand_sigma = np.array(0.23) if shared else np.array([0.05, 0.2, 0.7])
+    if sigma == "learned":
+        model.log_sigma.assign(np.log(hand_sigma).astype(np.float32))
     _set_posterior_bias(model, 0.3, -0.5)
     rng = np.random.default_rng(0)
     hand_set = [(rng.normal(size=6), rng.normal(size=6), rng.normal()) for _ in range(2)]
@@ -69,8 +82,9 @@ def test_loss_with_flows_equals_the_design_formula(likelihood):
     images = tf.random.uniform([5, 32, 32, 3], seed=4)
     if likelihood == "bernoulli":
         images = tf.round(images)
-    terms = model.elbo_terms(images)
-    mean, log_var, _ = (t.numpy().astype(np.float64) for t in model.posterior(images))
+    training = sigma == "optimal"  # optimal: sigma* of this batch, a training-mode pass (BatchNorm batch statistics)
+    terms = model.elbo_terms(images, training=training)
+    mean, log_var, _ = (t.numpy().astype(np.float64) for t in model.posterior(images, training=training))
     z0 = terms["z0"].numpy().astype(np.float64)
     z, log_det = z0, np.zeros(5)
     for u, w, b in hand_set:
@@ -79,13 +93,21 @@ def test_loss_with_flows_equals_the_design_formula(likelihood):
     np.testing.assert_allclose(terms["zk"].numpy(), z, atol=1e-5)
     log_q0 = np.sum(-0.5 * (np.log(2 * np.pi) + log_var + (z0 - mean) ** 2 / np.exp(log_var)), axis=1)
     log_prior = np.sum(-0.5 * (np.log(2 * np.pi) + z**2), axis=1)
-    logits = model.decode_logits(z.astype(np.float32)).numpy().astype(np.float64)
+    logits = model.decode_logits(z.astype(np.float32), training=training).numpy().astype(np.float64)
     x = images.numpy().astype(np.float64).reshape(5, -1)
     m = (1 / (1 + np.exp(-logits))).reshape(5, -1)
     if likelihood == "bernoulli":
         reconstruction = -np.sum(x * np.log(m) + (1 - x) * np.log(1 - m), axis=1)
     elif likelihood == "gaussian":
-        reconstruction = np.sum((x - m) ** 2 / (2 * 0.01) + np.log(0.1) + 0.5 * np.log(2 * np.pi), axis=1)
+        if sigma == 0.1:
+            s = np.full(x.shape[1], 0.1)
+        elif sigma == "optimal":  # per channel (the last axis of the image), over the whole batch
+            channel_mse = ((x - m) ** 2).reshape(5, 32, 32, 3).mean(axis=(0, 1, 2))
+            s = np.tile(np.sqrt(channel_mse), 32 * 32)
+            np.testing.assert_allclose(np.exp(model.log_sigma.numpy()), np.sqrt(channel_mse), rtol=1e-5)
+        else:  # pixel i of the flattened [32, 32, 3] image has channel i mod 3
+            s = np.resize(np.atleast_1d(hand_sigma), x.shape[1])
+        reconstruction = np.sum((x - m) ** 2 / (2 * s**2) + np.log(s) + 0.5 * np.log(2 * np.pi), axis=1)
     else:
         reconstruction = 10000.0 * np.mean((x - m) ** 2, axis=1)
     expected = reconstruction + log_q0 - log_det - log_prior
@@ -121,6 +143,66 @@ def test_training_lowers_the_loss_and_gradients_reach_every_weight():
     before = model.evaluate(images, verbose=0, return_dict=True)
     assert set(before) == {"loss", "reconstruction", "kl", "log_det"}
     assert history.history["loss"][0] < float(loss)
+
+
+def test_learned_sigma_is_trained_and_optimal_sigma_is_not():
+    """A learned log sigma gets the gradient d loss / d log sigma_c = sum over its pixels of 1 - (x - m)^2 / sigma_c^2;
+    the optimal one is a stop-gradient statistic, not a trainable weight; evaluation uses the last training batch's."""
+    images = tf.random.uniform([4, 32, 32, 3], seed=9)
+    learned = FaceVAE(small_config(sigma="learned"), seed=3)
+    with tf.GradientTape() as tape:
+        terms = learned.objective(images, training=True, noise=tf.zeros([4, 6]))
+        loss = tf.reduce_sum(terms.reconstruction)
+    gradient = tape.gradient(loss, learned.log_sigma).numpy()
+    logits = learned.decode_logits(terms.zk, training=True).numpy().astype(np.float64)
+    m = 1 / (1 + np.exp(-logits))
+    expected = np.sum(1 - (images.numpy() - m) ** 2 / 0.1**2, axis=(0, 1, 2))
+    np.testing.assert_allclose(gradient, expected, rtol=1e-3)
+    optimal = FaceVAE(small_config(sigma="optimal", sigma_shared=True), seed=3)
+    assert optimal.log_sigma.shape == () and not optimal.log_sigma.trainable
+    assert all("log_sigma" not in v.path for v in optimal.trainable_variables)
+    optimal.objective(images, training=True)
+    stored = optimal.log_sigma.numpy()
+    optimal.objective(tf.random.uniform([4, 32, 32, 3], seed=10), training=False)
+    assert optimal.log_sigma.numpy() == stored  # evaluation reads it, does not set it
+
+
+def test_decoder_kernel_is_4_for_new_models_and_3_for_configs_without_it(tmp_path):
+    """New models get 4x4 transposed kernels; a config (or .keras file) saved before the field existed is the
+    3x3 decoder, and the .keras file loads with equal outputs."""
+    new = FaceVAE(small_config(), seed=0)
+    assert new.decoder.get_layer("logits").kernel.shape[:2] == (4, 4)
+    assert new.decoder.get_layer("dec0_conv").kernel.shape[:2] == (4, 4)
+    saved = new.get_config()
+    del saved["config"]["decoder_kernel"]
+    old = FaceVAE.from_config(saved)
+    assert old.config.decoder_kernel == 3
+    assert old.decoder.get_layer("dec0_conv").kernel.shape[:2] == (3, 3)
+    path, legacy = str(tmp_path / "old.keras"), str(tmp_path / "legacy.keras")
+    old.save(path)
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(legacy, "w") as target:
+        for item in source.infolist():
+            data = source.read(item.filename)
+            if item.filename == "config.json":
+                values = json.loads(data)
+                del values["config"]["config"]["decoder_kernel"]
+                data = json.dumps(values).encode()
+            target.writestr(item, data)
+    loaded = keras.models.load_model(legacy)
+    assert loaded.config.decoder_kernel == 3
+    images = tf.random.uniform([2, 32, 32, 3], seed=1)
+    np.testing.assert_array_equal(loaded.reconstruct(images).numpy(), old.reconstruct(images).numpy())
+
+
+def test_seam_free_kernel_covers_every_output_pixel_equally():
+    """Stride-2 transposed convolution of a constant input: a 4x4 kernel of ones gives the same value at every
+    interior pixel (each gets 2x2 taps), a 3x3 kernel alternates 1, 2, 4 taps (the seam grid)."""
+    taps = {}
+    for k in (3, 4):
+        layer = keras.layers.Conv2DTranspose(1, k, strides=2, padding="same", use_bias=False, kernel_initializer="ones")
+        out = layer(tf.ones([1, 8, 8, 1])).numpy()[0, 2:-2, 2:-2, 0]
+        taps[k] = sorted(set(out.ravel().tolist()))
+    assert taps[4] == [4.0] and taps[3] == [1.0, 2.0, 4.0]
 
 
 def test_config_errors_echo_the_value():
