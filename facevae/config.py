@@ -469,10 +469,11 @@ def _faces(dataset: str, size: int) -> RunConfig:
         # A calibrated decoder (learned per-channel sigma, full Gaussian normaliser), a seam-free 4x4 decoder and a
         # full-covariance Gaussian prior fitted to the training codes after training (issue 14): with the published
         # objective (--likelihood mse --r-loss-factor 10000, sigma = 0.78 at 64 px) every face comes back as a
-        # blurred average, and a sharp decoder's N(0, I) samples are not faces. Filters and latent size stay the
-        # paper's until the capacity measurement sets them.
-        model=ModelConfig(image_size=size, channels=3, latent_dim=200, likelihood="gaussian", sigma="learned",
-                          decoder_kernel=4, prior="gmm", prior_components=1),
+        # blurred average, and a sharp decoder's N(0, I) samples are not faces. Filters (32, 64, 128, 256), measured
+        # on 900 real faces, 100 epochs at 64 px against the paper's (32, 64, 64, 64): identity kept 27% vs 18% on
+        # held-out faces, prior samples 80% vs 72% detected, at 1.6x the time per step (README, "Real faces").
+        model=ModelConfig(image_size=size, channels=3, latent_dim=200, filters=(32, 64, 128, 256),
+                          likelihood="gaussian", sigma="learned", decoder_kernel=4, prior="gmm", prior_components=1),
         # The published face-VAE optimiser: Adam 5e-4, batch 150, 30 epochs.
         train=TrainConfig(epochs=30, batch_size=150, learning_rate=5e-4),
     )
@@ -482,7 +483,9 @@ PRESETS: dict[str, RunConfig] = {
     # Built-in faces: finishes in a few minutes on 2 CPU cores.
     "synthetic": RunConfig(
         data=DataConfig(dataset="synthetic", image_size=64, channels=3),
-        model=ModelConfig(image_size=64, channels=3, latent_dim=32, likelihood="gaussian", sigma=0.1),
+        # Learned sigma and a fitted prior here too: with a fixed sigma 0.1 the prior samples were colour noise.
+        model=ModelConfig(image_size=64, channels=3, latent_dim=32, likelihood="gaussian", sigma="learned",
+                          prior="gmm", prior_components=1),
         train=TrainConfig(epochs=10, batch_size=64, learning_rate=1e-3),
     ),
     "ffhq": _faces("ffhq", 128),

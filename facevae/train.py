@@ -240,6 +240,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"export:        {result.export_dir}")
     print(summary_line(result.metrics))
     print(f"samples:       {os.path.join(result.run_dir, 'samples')}  loss curve: {os.path.join(result.run_dir, 'loss.png')}")
+    if "prior" in result.metrics:
+        from facevae.training.rundir import RunDir
+
+        print(f"prior samples: {RunDir(result.run_dir).prior_samples} (through the fitted "
+              f"{result.metrics['prior']['kind']} prior)")
     return 0
 
 

@@ -94,6 +94,8 @@ class RunDir:
     def sample_sheet(self, epoch: int) -> str:
         return os.path.join(self.samples_dir, f"epoch-{epoch:03d}.png")
 
+    prior_samples = property(lambda self: os.path.join(self.samples_dir, "fitted-prior.png"))
+
     def checkpoints(self) -> list[tuple[int, str]]:
         """[(epoch, path)] of the finished checkpoints, oldest first (temporaries are not checkpoints)."""
         if not os.path.isdir(self.checkpoints_dir):
@@ -128,7 +130,8 @@ class RunDir:
         tensorboard/, checkpoints/ temporaries), then the folder if nothing else is in it. Returns whether it went."""
         if self.checkpoints():
             return False
-        for path in (self.config, self.history, self.best_checkpoint, self.loss_plot, self.metrics, self.export_link):
+        for path in (self.config, self.history, self.best_checkpoint, self.loss_plot, self.metrics, self.export_link,
+                     self.prior_samples):
             if os.path.lexists(path):
                 os.remove(path)
         self.remove_stale_temporaries()

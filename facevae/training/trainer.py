@@ -642,6 +642,9 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
         return TrainResult(run.path, export_dir, metrics, model)
     if model.prior is not None:  # fitted to the training codes; the export's sample endpoint maps noise through it
         metrics["prior"] = fit_and_save_prior(model, run, data.train, data.validation, seed=config.train.seed)
+        # the epoch sheets sample N(0, I) (the prior is fitted only now): 32 samples through the fit
+        noise = np.random.default_rng(config.train.seed).standard_normal((32, config.model.latent_dim))
+        plots.save_image_grid(run.prior_samples, model.sample(noise=noise.astype(np.float32)).numpy())
         _resave_latest_checkpoint(run, model, config.train.epochs)
     history = plots.read_history(run.history)
     plots.plot_loss_curves(history, run.loss_plot, title=run.name)

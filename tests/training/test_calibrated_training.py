@@ -5,6 +5,7 @@ import os
 
 import keras
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow as tf
 
@@ -31,6 +32,8 @@ def test_training_logs_sigma_fits_the_prior_and_the_export_samples_through_it(ti
     run = result.run_dir
     info = json.load(open(os.path.join(run, "metrics.json")))["prior"]
     assert info == json.load(open(os.path.join(run, "prior.json")))
+    sheet = np.asarray(Image.open(os.path.join(run, "samples", "fitted-prior.png")))  # 32 samples through the fit
+    assert sheet.ndim == 3 and sheet.std() > 1.0
     assert (info["kind"], info["train_codes"], info["validation_codes"]) == ("gmm", 192, 64)
     assert info["validation_log_prob"] > info["validation_log_prob_standard_normal"]
     header = open(os.path.join(run, "history.csv")).readline().strip().split(",")
