@@ -4,7 +4,8 @@ FlowTest), and random parameters for any ``FlowSpec``.
 ``check_bijector`` asserts: log-det against slogdet of the autodiff Jacobian; inverse round trip with the TFP cache
 broken; forward + inverse log-dets summing to zero; every output finite. It returns the measured errors.
 ``FLOW_TYPES`` is the list the law tests are parametrized over: a new flow type is one entry here (and
-test_flow_registry checks that it matches facevae.flows.registry.FLOW_TYPES).
+test_flow_registry checks that it matches facevae.flows.registry.FLOW_TYPES). ``make_layer`` builds a flow layer
+with moved weights and its inputs, for the layer tests of any flow type.
 """
 import numpy as np
 import tensorflow as tf
@@ -12,7 +13,7 @@ import tensorflow as tf
 from facevae.flows import flow_spec
 
 __all__ = ["FLOW_TYPES", "LOGDET_ATOL", "ROUNDTRIP_ATOL", "jacobian_slogdet", "check_bijector", "random_parameters",
-           "random_bijector", "test_points"]
+           "random_bijector", "test_points", "make_layer"]
 
 FLOW_TYPES = ["planar", "radial"]
 
@@ -85,3 +86,17 @@ def test_points(rng, batch, d, extent=10.0):
 
 
 test_points.__test__ = False  # a helper, not a pytest test
+
+
+def make_layer(layer_class, mode, dtype="float32", num_flows=3, latent_dim=4, features_dim=6, seed=0,
+               **layer_options):
+    """A built ``layer_class(num_flows, latent_dim, mode=mode, dtype=dtype, **layer_options)`` with its weights moved
+    away from their initial values, and its inputs (z0 [5, latent_dim], features [5, features_dim])."""
+    rng = np.random.default_rng(seed)
+    layer = layer_class(num_flows, latent_dim, mode=mode, dtype=dtype, **layer_options)
+    z0 = tf.constant(rng.normal(size=(5, latent_dim)) * 2, dtype)
+    features = tf.constant(rng.normal(size=(5, features_dim)), dtype)
+    layer(z0, features=features)
+    for variable in layer.weights:
+        variable.assign(rng.normal(size=variable.shape) * (0.5 if mode == "amortized" else 1.0))
+    return layer, z0, features

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from facevae.flows import PlanarFlow, PlanarFlows, planar_u_hat
 
-from bijector_laws import LOGDET_ATOL, ROUNDTRIP_ATOL, check_bijector, jacobian_slogdet
+from bijector_laws import LOGDET_ATOL, ROUNDTRIP_ATOL, check_bijector, jacobian_slogdet, make_layer
 
 
 def random_flow(rng, d, dtype, batch=None):
@@ -200,22 +200,10 @@ def test_layer_with_zero_flows_is_identity(mode):
     np.testing.assert_array_equal(log_det, np.zeros(4))
 
 
-def make_layer(mode, dtype="float32", num_flows=3, latent_dim=4, features_dim=6, seed=0):
-    """A built layer with its weights moved away from the mild initial values, and its inputs."""
-    rng = np.random.default_rng(seed)
-    layer = PlanarFlows(num_flows, latent_dim, mode=mode, dtype=dtype)
-    z0 = tf.constant(rng.normal(size=(5, latent_dim)) * 2, dtype)
-    features = tf.constant(rng.normal(size=(5, features_dim)), dtype)
-    layer(z0, features=features)
-    for variable in layer.weights:
-        variable.assign(rng.normal(size=variable.shape) * (0.5 if mode == "amortized" else 1.0))
-    return layer, z0, features
-
-
 @pytest.mark.parametrize("mode", ["global", "amortized"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_layer_log_det_matches_jacobian_of_composed_map(mode, dtype):
-    layer, z0, features = make_layer(mode, dtype)
+    layer, z0, features = make_layer(PlanarFlows, mode, dtype)
     z_k, log_det = layer(z0, features=features)
     expected = jacobian_slogdet(lambda z: layer(z, features=features)[0], z0)
     atol = LOGDET_ATOL[np.dtype(dtype).type]
@@ -229,7 +217,7 @@ def test_layer_log_det_matches_jacobian_of_composed_map(mode, dtype):
 
 @pytest.mark.parametrize("mode", ["global", "amortized"])
 def test_layer_gradients_reach_every_weight(mode):
-    layer, z0, features = make_layer(mode)
+    layer, z0, features = make_layer(PlanarFlows, mode)
     with tf.GradientTape() as tape:
         z_k, log_det = layer(z0, features=features)
         loss = tf.reduce_sum(tf.square(z_k)) - tf.reduce_sum(log_det)
@@ -259,7 +247,7 @@ def test_layer_keras_file_round_trip(mode, tmp_path):
         h_in = keras.Input((6,), name="h")
         inputs, outputs = [z_in, h_in], PlanarFlows(3, 4, mode=mode)(z_in, features=h_in)
     model = keras.Model(inputs, outputs)
-    _, z0, features = make_layer(mode)
+    _, z0, features = make_layer(PlanarFlows, mode)
     for variable in model.weights:  # non-initial values, so a load that re-initializes would fail
         variable.assign(np.random.default_rng(7).normal(size=variable.shape) * 0.5)
     args = z0 if mode == "global" else [z0, features]
