@@ -103,6 +103,20 @@ def _outputs(manifest: dict, with_labels: bool, with_attributes: bool):
     return structure
 
 
+def _shift_each(images: tf.Tensor, offsets: tf.Tensor, shift: int) -> tf.Tensor:
+    """Images [B, H, W, C] translated by ``offsets`` [B, 2] (int32 (dy, dx), each in [-shift, shift]) pixels.
+
+    output[b, i, j] = padded[b, i + shift - dy_b, j + shift - dx_b], padded = images reflect-padded by ``shift``
+    on every side: the content moves down by dy and right by dx, and the uncovered border is the mirror
+    image of the edge (no black bars).
+    """
+    padded = tf.pad(images, [[0, 0], [shift, shift], [shift, shift], [0, 0]], mode="REFLECT")
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    rows = tf.range(height)[None, :] + shift - offsets[:, :1]
+    columns = tf.range(width)[None, :] + shift - offsets[:, 1:]
+    return tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), columns, axis=2, batch_dims=1)
+
+
 def load(
     path_or_uri: str,
     split: str,
@@ -113,6 +127,7 @@ def load(
     repeat: bool = False,
     cache: bool = False,
     flip: bool = False,
+    shift: int = 0,
     binarize: str | None = None,
     with_labels: bool = False,
     with_attributes: bool = False,
@@ -130,7 +145,9 @@ def load(
     ``(images, {"label": ..., name: ...})``. ``training`` shuffles files and examples and, unless
     ``drop_remainder`` says otherwise, drops the last partial batch; the shuffle buffer holds
     ``shuffle_buffer`` serialized records but never more than ~1 GiB of them. ``flip`` mirrors each image
-    left-right with probability 1/2; ``binarize="dynamic"`` replaces each pixel value p by a
+    left-right with probability 1/2; ``shift`` > 0 translates each image by a uniform random integer
+    number of pixels in [-shift, shift] down and across, independently (reflect-padded, ``_shift_each``;
+    at most half the image size); ``binarize="dynamic"`` replaces each pixel value p by a
     Bernoulli(p) sample drawn afresh every time (dynamic binarization of MNIST). Under
     ``tf.distribute`` pass ``input_context``: each input pipeline reads ``files[id::num]`` and
     batches ``input_context.get_per_replica_batch_size(batch_size)`` (``batch_size`` is global).
@@ -142,6 +159,9 @@ def load(
     message names the file and the fix.
     """
     manifest = read_manifest(path_or_uri)
+    height = manifest["image_shape"][0] if isinstance(manifest.get("image_shape"), list) else None
+    if not isinstance(shift, int) or shift < 0 or (height and 2 * shift > height):
+        raise ValueError(f"shift must be an integer in [0, image size / 2]. Received: shift={shift!r}")
     _check(manifest, path_or_uri, split, batch_size, binarize, with_labels, with_attributes)
     files = verify_shards(path_or_uri, manifest, split, checksums=verify)
     drop_remainder = training if drop_remainder is None else drop_remainder
@@ -191,6 +211,10 @@ def load(
         flip_seed, binarize_seed = tf.unstack(tf.random.experimental.stateless_split(tf.stack([random_int, seed]), 2))
         if flip:
             images = _mirror_some(images, tf.random.stateless_uniform(tf.shape(images)[:1], flip_seed) < 0.5)
+        if shift:  # its own stream, so that flips and binarizations stay those of earlier versions
+            shift_seed = tf.random.experimental.stateless_fold_in(flip_seed, 1)
+            offsets = tf.random.stateless_uniform([tf.shape(images)[0], 2], shift_seed, -shift, shift + 1, tf.int32)
+            images = _shift_each(images, offsets, shift)
         images = tf.cast(images, tf.float32) * (1.0 / 255.0)
         if binarize == "dynamic":
             images = tf.cast(tf.random.stateless_uniform(tf.shape(images), binarize_seed) < images, tf.float32)

@@ -119,6 +119,8 @@ class DataConfig:
     train_count / validation_count: number of built-in faces (synthetic only).
     binarize: ``"dynamic"`` resamples binary pixels each epoch (MNIST), else None.
     flip: random horizontal flips (faces).
+    shift: random translations of training images from shards by up to this many pixels down and across
+    (reflect-padded; data_prep.pipeline.load); 0 = none.
     """
 
     dataset: str = "synthetic"
@@ -137,6 +139,9 @@ class DataConfig:
     binarize: str | None = None
     flip: bool = field(default=False, metadata=flag(
         "no random horizontal flips of training images (the face presets flip)", flag="--no-flip", switch=False))
+    shift: int = field(default=0, metadata=flag(
+        "randomly translate each training image from shards by up to N pixels down and across (reflect-padded "
+        "edges); 0 = off", parse="non_negative_int"))
 
     def validate(self) -> None:
         _choice("dataset", self.dataset, DATASETS)
@@ -150,6 +155,9 @@ class DataConfig:
                              "folder|ffhq --attributes)")
         _choice("image size", self.image_size, IMAGE_SIZES)
         _choice("channels", self.channels, (1, 3))
+        if not 0 <= self.shift <= self.image_size // 2:
+            raise ValueError(f"--shift {self.shift} is outside 0..{self.image_size // 2} (half of --image-size "
+                             f"{self.image_size}); pass a smaller --shift")
         _positive("train_count", self.train_count)
         _positive("validation_count", self.validation_count)
         if self.binarize is not None:

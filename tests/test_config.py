@@ -92,6 +92,8 @@ def test_prior_and_decoder_fields_are_checked():
         ("model", "flow_mode", "sideways", "Unknown flow mode 'sideways'"),
         ("train", "epochs", 0, "Received: epochs=0"),
         ("train", "batch_size", -3, "Received: batch_size=-3"),
+        ("data", "shift", 33, "--shift 33 is outside 0..32 \\(half of --image-size 64\\)"),
+        ("data", "shift", -1, "--shift -1 is outside 0..32"),
     ],
 )
 def test_validation_names_the_bad_value(section, field, value, message):

@@ -186,7 +186,8 @@ def _shard_datasets(data: DataConfig, batch_size: int, seed: int) -> TrainingDat
     check_batches(splits.get("train", 0), batch_size, f"shards in {shard_dir}")
     binarize = data.binarize
     train = pipeline.load(
-        shard_dir, "train", batch_size, training=True, flip=data.flip, binarize=binarize, seed=seed
+        shard_dir, "train", batch_size, training=True, flip=data.flip, shift=data.shift, binarize=binarize,
+        seed=seed
     )
     validation = pipeline.load(shard_dir, held_out, batch_size, training=False, binarize=binarize, seed=seed)
     preview = np.concatenate([b.numpy() for b in validation.take(max(1, 64 // batch_size + 1))])[:64]

@@ -97,6 +97,44 @@ def test_flip_mirrors_about_half_of_the_images(mnist_dir):
     np.testing.assert_array_equal(again, flipped)
 
 
+def _translations(shifted, plain, shift):
+    """For each pair, the (dy, dx) in [-shift, shift]^2 whose reflect-padded translation of ``plain`` is ``shifted``."""
+    found = []
+    for s, p in zip(shifted, plain):
+        padded = np.pad(p, ((shift, shift), (shift, shift), (0, 0)), mode="reflect")
+        size = p.shape[0]
+        found.append([(dy, dx) for dy in range(-shift, shift + 1) for dx in range(-shift, shift + 1)
+                      if np.array_equal(s, padded[shift - dy:shift - dy + size, shift - dx:shift - dx + size])])
+    return found
+
+
+def test_shift_translates_each_image_by_its_own_offset_with_mirrored_edges(faces_dir):
+    out = str(faces_dir[0] / "raw")
+    plain = np.concatenate(_collect(load(out, "train", 6, training=False)))
+    shifted = np.concatenate(_collect(load(out, "train", 6, training=False, shift=3, seed=2)))
+    offsets = _translations(shifted, plain, 3)
+    assert all(len(hits) >= 1 for hits in offsets)  # every image is one translation of its original
+    assert len({hits[0] for hits in offsets}) > 5  # offsets drawn per image, not per batch
+    # content moves down by dy: with a known offset the pixel (i, j) comes from (i - dy, j - dx)
+    dy, dx = offsets[0][0]
+    inner = shifted[0][max(dy, 0):32 + min(dy, 0), max(dx, 0):32 + min(dx, 0)]
+    np.testing.assert_array_equal(inner, plain[0][max(-dy, 0):32 + min(-dy, 0), max(-dx, 0):32 + min(-dx, 0)])
+    again = np.concatenate(_collect(load(out, "train", 6, training=False, shift=3, seed=2)))
+    np.testing.assert_array_equal(again, shifted)
+    np.testing.assert_array_equal(np.concatenate(_collect(load(out, "train", 6, training=False, shift=0))), plain)
+    with pytest.raises(ValueError, match="shift"):
+        load(out, "train", 6, shift=17)
+
+
+def test_flips_are_unchanged_by_a_shift_stream(mnist_dir):
+    """The shift draws its own random stream: flips with a shift are the flips without one."""
+    out, _ = mnist_dir
+    flipped = np.concatenate(_collect(load(out, "train", 50, training=False, flip=True, seed=1)))
+    both = np.concatenate(_collect(load(out, "train", 50, training=False, flip=True, shift=1, seed=1)))
+    # an image mirrored and then shifted by (dy, dx) is the mirrored image shifted: same offsets found either way
+    assert both.shape == flipped.shape and all(_translations(both, flipped, 1))
+
+
 def test_input_context_gives_each_pipeline_a_disjoint_share(mnist_dir, faces_dir):
     for out, split, total in ((mnist_dir[0], "train", 100), (str(faces_dir[0] / "raw") , "validation", 2)):
         shares = []
