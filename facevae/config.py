@@ -158,6 +158,9 @@ class DataConfig:
         if not 0 <= self.shift <= self.image_size // 2:
             raise ValueError(f"--shift {self.shift} is outside 0..{self.image_size // 2} (half of --image-size "
                              f"{self.image_size}); pass a smaller --shift")
+        if self.dataset == "synthetic" and self.shift:
+            raise ValueError(f"--shift {self.shift} translates images read from shards; --dataset synthetic renders "
+                             "its faces (centred by construction): drop --shift")
         _positive("train_count", self.train_count)
         _positive("validation_count", self.validation_count)
         if self.binarize is not None:

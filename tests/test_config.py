@@ -110,6 +110,17 @@ def test_model_and_data_must_agree_on_shape():
         config.validate()
 
 
+def test_shift_with_the_built_in_faces_is_an_error_not_ignored(capsys):
+    from facevae import train
+
+    assert train.main(["--shift", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--shift 2 translates images read from shards" in err and "drop --shift" in err
+    config = preset("folder")
+    config.data.shift = 2
+    config.validate()  # shards: fine
+
+
 def test_data_dir_with_the_built_in_faces_is_an_error_not_ignored(capsys):
     from facevae import train
 
