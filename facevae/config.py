@@ -186,8 +186,15 @@ class ModelConfig:
     Bernoulli likelihood only); pixel_filters / pixel_layers: width and depth of its masked stack;
     pixel_window: odd side of its first (type-A) masked kernel, 7 by default; smaller leaves more to z.
     decoder_kernel: side of the conv decoder's stride-2 Conv2DTranspose kernels. 4 (a multiple of the stride)
-    gives every output pixel the same number of taps, so no seam grid; models saved before this field existed
-    load with their 3x3 kernels (LEGACY_DECODER_KERNEL).
+    gives every output pixel the same number of taps, which removes the strong seam grid of 3x3 kernels (though the
+    trained taps of even and odd pixels still differ: see decoder_resize_blocks); models saved before this field
+    existed load with their 3x3 kernels (LEGACY_DECODER_KERNEL).
+    decoder_resize_blocks: how many of the conv decoder's four blocks, from the first (coarsest), double the size
+    by a bilinear resize then a 3x3 Conv2D instead of a stride-2 Conv2DTranspose. The coarse blocks' transposed
+    kernels add up to a grid of lines every 16 px at 64 px (``facevae.analysis.metrics.seam_ratio``); resizing
+    there weakens it (2 blocks: 1.15 against 1.23 on real faces), but the resize blocks are smoother, and so far
+    keep fewer identities (README, "Real faces, measured"). 0 (the default, and what saved configs without the
+    field mean) is the all-transposed decoder.
     prior: what ``sample`` draws z from (facevae.model.prior): ``standard`` N(0, I); ``gmm`` a mixture of
     ``prior_components`` full-covariance Gaussians (1: the closed-form Gaussian fit); ``flow`` ``prior_flows``
     flows of ``prior_flow_type`` on top of a fitted Gaussian. Fitted to the training set's posterior means at the
@@ -226,8 +233,13 @@ class ModelConfig:
         "odd side of the pixelcnn's first masked kernel: 7 sees 24 earlier pixels, 5 sees 12, 3 sees 4; smaller "
         "leaves more of the image to z", parse="positive_int"))
     decoder_kernel: int = field(default=4, metadata=flag(
-        "side of the decoder's stride-2 Conv2DTranspose kernels; 4 has no seam grid, 3 is the old decoder",
+        "side of the decoder's stride-2 Conv2DTranspose kernels; 4 gives every pixel the same number of taps, 3 is the "
+        "old decoder (a strong seam grid)",
         parse="positive_int"))
+    decoder_resize_blocks: int = field(default=0, metadata=flag(
+        "how many decoder blocks, from the coarsest, resize (bilinear x2, then 3x3 Conv2D) instead of a stride-2 "
+        "Conv2DTranspose, 0-4; 2 weakens the 16-px line grid on real faces but keeps fewer identities (README)",
+        parse="non_negative_int"))
     prior: str = field(default="standard", metadata=flag(
         "what samples are drawn from: 'standard' N(0, I); 'gmm' a Gaussian mixture (--prior-components) or "
         "'flow' (--prior-flows flows on a Gaussian) fitted to the training codes after training", choices=prior_names))
@@ -259,6 +271,9 @@ class ModelConfig:
         _positive("r_loss_factor", self.r_loss_factor)
         if not isinstance(self.decoder_kernel, int) or self.decoder_kernel < 2:
             raise ValueError(f"decoder_kernel must be an integer >= 2. Received: decoder_kernel={self.decoder_kernel!r}")
+        if not isinstance(self.decoder_resize_blocks, int) or not 0 <= self.decoder_resize_blocks <= 4:
+            raise ValueError("decoder_resize_blocks must be an integer from 0 to 4 (the decoder has four blocks). "
+                             f"Received: decoder_resize_blocks={self.decoder_resize_blocks!r}")
         _choice("prior", self.prior, prior_names())
         _positive("prior_components", self.prior_components)
         _positive("prior_flows", self.prior_flows)

@@ -76,7 +76,8 @@ def test_prior_and_decoder_fields_are_checked():
     assert PRIORS == PRIOR_KINDS
     for field, value, message in (("prior", "vamp", "Unknown prior 'vamp'"),
                                   ("prior_components", 0, "Received: prior_components=0"),
-                                  ("decoder_kernel", 1, "Received: decoder_kernel=1")):
+                                  ("decoder_kernel", 1, "Received: decoder_kernel=1"),
+                                  ("decoder_resize_blocks", -1, "Received: decoder_resize_blocks=-1")):
         config = preset("folder")
         setattr(config.model, field, value)
         with pytest.raises(ValueError, match=message):

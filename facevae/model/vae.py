@@ -4,8 +4,11 @@ Encoder: 4 x [Conv2D(3x3, stride 2, 'same') -> BatchNorm (fused kernel) -> Leaky
 Dense heads for the posterior mean and log-variance. Decoder: Dense -> Reshape ->
 4 x [Conv2DTranspose(k x k, stride 2) -> BatchNorm -> LeakyReLU], the last block without
 BatchNorm or activation, giving logits; k = ``config.decoder_kernel``: 4 for new models (a multiple of the
-stride, so every output pixel gets the same number of taps and there is no seam grid), 3 for models saved
-before the field existed. 28 px images are zero-padded to 32 and cropped back.
+stride, so every output pixel gets the same number of taps), 3 for models saved before the field existed.
+The first ``config.decoder_resize_blocks`` blocks instead resize (bilinear x2) then convolve (Conv2D, stride 1):
+a transposed convolution's even and odd output pixels use different taps, and stacked blocks add these up
+into lines every 16 px at 64 px; a resize block has the same kernel at every pixel.
+28 px images are zero-padded to 32 and cropped back.
 With ``decoder="pixelcnn"`` the decoder is ``facevae.model.pixelcnn.AutoregressiveDecoder`` instead:
 p(x|z) = prod_i p(x_i | x_<i, z), teacher-forced in the loss, pixel by pixel when decoding.
 
@@ -45,9 +48,8 @@ __all__ = ["build_encoder", "build_decoder", "GaussianSampler", "FaceVAE"]
 _PADDED_SIZE = {28: 32}
 
 
-def _conv_block(x, filters: int, name: str, transpose: bool = False, kernel: int = 3):
-    conv = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
-    x = conv(filters, kernel, strides=2, padding="same", name=f"{name}_conv")(x)
+def _conv_block(x, filters: int, name: str):
+    x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", name=f"{name}_conv")(x)
     x = FusedBatchNormalization(name=f"{name}_bn")(x)
     return keras.layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act")(x)
 
@@ -69,6 +71,18 @@ def build_encoder(config: ModelConfig) -> keras.Model:
     return keras.Model(inputs, [mean, log_var, features], name="encoder")
 
 
+def _upsample(x, filters: int, name: str, resize: bool, kernel: int, conv_name: str | None = None,
+              dtype: str | None = None):
+    """[B, H, W, F_in] -> [B, 2H, 2W, filters]: with ``resize`` a bilinear x2 resize then a 3x3 Conv2D (the same
+    kernel at every output pixel), otherwise a stride-2 ``kernel`` x ``kernel`` Conv2DTranspose (whose even and odd
+    output pixels use different taps). The convolution is named ``conv_name`` (default f"{name}_conv")."""
+    conv_name = conv_name or f"{name}_conv"
+    if resize:
+        x = keras.layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(x)
+        return keras.layers.Conv2D(filters, 3, padding="same", name=conv_name, dtype=dtype)(x)
+    return keras.layers.Conv2DTranspose(filters, kernel, strides=2, padding="same", name=conv_name, dtype=dtype)(x)
+
+
 def build_decoder(config: ModelConfig) -> keras.Model:
     """z [B, d] -> logits [B, S, S, C] (images are sigmoid(logits))."""
     size = config.image_size
@@ -79,11 +93,12 @@ def build_decoder(config: ModelConfig) -> keras.Model:
     x = keras.layers.Reshape((start, start, config.filters[-1]), name="reshape")(x)
     widths = list(reversed(config.filters[:-1]))
     for i, filters in enumerate(widths):
-        x = _conv_block(x, filters, f"dec{i}", transpose=True, kernel=config.decoder_kernel)
+        x = _upsample(x, filters, f"dec{i}", i < config.decoder_resize_blocks, config.decoder_kernel)
+        x = FusedBatchNormalization(name=f"dec{i}_bn")(x)
+        x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"dec{i}_act")(x)
     # float32 logits under a mixed-precision policy, so the likelihood is computed in float32.
-    x = keras.layers.Conv2DTranspose(
-        config.channels, config.decoder_kernel, strides=2, padding="same", name="logits", dtype="float32"
-    )(x)
+    x = _upsample(x, config.channels, "logits", config.decoder_resize_blocks == 4, config.decoder_kernel,
+                  conv_name="logits", dtype="float32")
     if padded != size:
         x = keras.layers.Cropping2D((padded - size) // 2, name="crop")(x)
     return keras.Model(inputs, x, name="decoder")

@@ -37,6 +37,8 @@ def run_main(args, capsys) -> tuple[int, str]:
         (["--prior", "vamp"], "argument --prior: invalid choice: 'vamp' (choose from 'standard', 'gmm', 'flow')"),
         (["--prior-components", "0"], "argument --prior-components: must be a positive integer; received 0"),
         (["--decoder-kernel", "1"], "decoder_kernel must be an integer >= 2. Received: decoder_kernel=1"),
+        (["--decoder-resize-blocks", "5"], "decoder_resize_blocks must be an integer from 0 to 4 (the decoder has "
+                                           "four blocks). Received: decoder_resize_blocks=5"),
         (["--precise-bn-batches", "-1"], "argument --precise-bn-batches: must be an integer >= 0; received -1"),
     ],
 )

@@ -208,3 +208,45 @@ def test_seam_free_kernel_covers_every_output_pixel_equally():
 def test_config_errors_echo_the_value():
     with pytest.raises(ValueError, match="Received: latent_dim=0"):
         FaceVAE(small_config(latent_dim=0))
+
+
+@pytest.mark.parametrize("resize_blocks", [0, 2, 4])
+def test_resize_blocks_replace_the_coarsest_transposed_blocks_and_reload_with_equal_outputs(tmp_path, resize_blocks):
+    model = FaceVAE(small_config(decoder_resize_blocks=resize_blocks), seed=0)
+    convs = [model.decoder.get_layer(name) for name in ("dec0_conv", "dec1_conv", "dec2_conv", "logits")]
+    assert [type(conv) for conv in convs] == (
+        [keras.layers.Conv2D] * resize_blocks + [keras.layers.Conv2DTranspose] * (4 - resize_blocks))
+    assert all(conv.kernel.shape[:2] == ((3, 3) if i < resize_blocks else (4, 4)) for i, conv in enumerate(convs))
+    assert convs[-1].dtype == "float32"
+    images = tf.random.uniform([2, 32, 32, 3], seed=2)
+    assert model.reconstruct(images).shape == images.shape
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.config.decoder_resize_blocks == resize_blocks
+    np.testing.assert_array_equal(loaded.reconstruct(images).numpy(), model.reconstruct(images).numpy())
+
+
+@pytest.mark.parametrize("resize, ripple", [(True, False), (False, True)])
+def test_a_resize_block_maps_a_ramp_to_a_ramp_and_a_transposed_block_adds_a_period_2_ripple(resize, ripple):
+    """Bilinear x2 of a linear ramp is a linear ramp, and a convolution of an affine image is affine, so away from
+    the border every second difference of a resize block's output is 0. A stride-2 Conv2DTranspose gives even and
+    odd output pixels different taps, so the same ramp comes out with a period-2 ripple (the root of a seam grid)."""
+    model = FaceVAE(small_config(decoder_resize_blocks=1 if resize else 0), seed=0)
+    layers = [model.decoder.get_layer(name) for name in (["dec0_resize"] if resize else []) + ["dec0_conv"]]
+    channels = model.config.filters[-1]
+    rows, cols = np.meshgrid(np.arange(10.0), np.arange(10.0), indexing="ij")
+    slopes = np.random.default_rng(0).normal(size=[2, channels])
+    ramp = (rows[..., None] * slopes[0] + cols[..., None] * slopes[1])[None].astype(np.float32)
+    out = ramp
+    for layer in layers:
+        out = layer(out)
+    out = out.numpy()[0, 3:-3, 3:-3]  # [14, 14, F], away from the padded border
+    second = np.concatenate([np.diff(out, 2, axis=0).ravel(), np.diff(out, 2, axis=1).ravel()])
+    assert (np.abs(second).max() > 1e-3 * np.abs(out).max()) == ripple
+
+
+def test_a_saved_config_without_decoder_resize_blocks_is_the_transposed_decoder():
+    saved = FaceVAE(small_config(), seed=0).get_config()
+    del saved["config"]["decoder_resize_blocks"]
+    assert FaceVAE.from_config(saved).config.decoder_resize_blocks == 0
