@@ -26,7 +26,7 @@ def test_face_presets_follow_the_published_optimiser_with_a_calibrated_decoder_a
         assert (m.likelihood, m.sigma, m.prior, m.prior_components, m.decoder_kernel) == (
             "gaussian", "learned", "gmm", 1, 4)
         assert (m.filters, m.latent_dim) == ((32, 64, 128, 256), 200)  # measured on real faces (README)
-        assert faces.data.flip and faces.train.precise_bn_batches == 8
+        assert faces.data.flip and faces.data.shift == 1 and faces.train.precise_bn_batches == 8
     # the published recipe stays reachable exactly
     assert preset("ffhq").model.r_loss_factor == 10000.0
 
