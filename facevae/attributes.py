@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alpha-units", choices=("gap", "latent"), default="gap",
                    help="'gap': multiples of the class-mean gap (1 = default edit); 'latent': raw latent units")
     p.add_argument("--balance", action="store_true",
-                   help="hold attributes correlated with this one (|phi| >= 0.1) fixed when computing the vector")
+                   help="hold attributes correlated with this one (|phi| >= 0.1, known for every face used) fixed "
+                        "when computing the vector; copies of it (FFHQ's 'smile' of 'smiling') are skipped")
     p.add_argument("--count", type=cli.positive_int, default=2000, help="faces used for the vector (default: 2000)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the built-in faces (default: 0)")
     p.add_argument("--split", default="train", help="shard split to read (default: train)")
@@ -81,13 +82,13 @@ def _vector(args, model):
     name = args.attribute
     z = model.encode(faces.images)
     known = faces.known[name].copy()
-    control = {}
-    if args.balance:
-        usable = {k: v for k, v in faces.labels.items() if faces.known[k][:args.count].all()}
-        control = {k: usable[k] for k in latent.correlated_attributes(usable, name) if k in usable}
     train = np.zeros(len(z), bool)
     train[:min(args.count, len(z) - 1)] = True
     fit = train & known
+    control = {}
+    if args.balance:  # controls among the attributes known for every face the vector is fitted on
+        usable = {k: v[fit] for k, v in faces.labels.items() if faces.known[k][fit].all()}
+        control = {k: faces.labels[k] for k in latent.control_attributes(usable, name)}
     vector = latent.attribute_vector(z[fit], faces.labels[name][fit], name,
                                      control={k: v[fit] for k, v in control.items()})
     test = ~train & known

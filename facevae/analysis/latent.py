@@ -37,6 +37,7 @@ __all__ = [
     "morph",
     "attribute_vector",
     "correlated_attributes",
+    "control_attributes",
     "default_alpha",
     "apply",
     "projections",
@@ -191,6 +192,27 @@ def correlated_attributes(labels: Mapping[str, np.ndarray], name: str, threshold
         if abs(np.corrcoef(target, values)[0, 1]) >= threshold:
             found.append(other)
     return found
+
+
+def control_attributes(labels: Mapping[str, np.ndarray], name: str, threshold: float = 0.1) -> list[str]:
+    """The correlated attributes (|phi| >= ``threshold``) to hold fixed when computing ``name``'s vector.
+
+    Strongest |phi| first; an attribute is skipped when its labels are a linear combination of the constant, the
+    attribute and those already kept (the design of ``attribute_vector(control=...)`` would be singular): a copy
+    of the attribute or of its complement (FFHQ's continuous 'smile' read as 'smile > 0.5' is 'smiling'), or two
+    copies of one control. ``labels``: {name: bool [N]}, all known for the same N faces.
+    """
+    target = np.asarray(labels[name], np.float64)
+    phi = {}
+    for other in correlated_attributes(labels, name, threshold):
+        phi[other] = abs(np.corrcoef(target, np.asarray(labels[other], np.float64))[0, 1])
+    columns, kept = [np.ones(len(target)), target], []
+    for other in sorted(phi, key=lambda k: -phi[k]):
+        trial = np.stack(columns + [np.asarray(labels[other], np.float64)], axis=1)
+        if np.linalg.matrix_rank(trial) == trial.shape[1]:
+            columns.append(trial[:, -1])
+            kept.append(other)
+    return kept
 
 
 def default_alpha(vector: AttributeVector) -> float:

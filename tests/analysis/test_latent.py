@@ -195,3 +195,21 @@ def test_a_saved_vector_loads_back_and_a_bare_npy_keeps_its_norm_as_gap(tmp_path
     (tmp_path / "junk.npy").write_text("junk")
     with pytest.raises(ValueError, match="cannot read attribute vector"):
         latent.load_vector(str(tmp_path / "junk.npy"))
+
+
+def test_control_attributes_skip_copies_of_the_attribute_and_of_each_other():
+    """FFHQ offers 'smile' (the continuous score read as > 0.5), a copy of 'smiling': holding it fixed would make the
+    least-squares design singular, so it is skipped, as is the second of two copies of one control."""
+    rng = np.random.default_rng(8)
+    n = 400
+    smiling = rng.uniform(size=n) < 0.5
+    makeup = np.where(smiling, rng.uniform(size=n) < 0.8, rng.uniform(size=n) < 0.2)  # |phi| about 0.6
+    male = np.where(smiling, rng.uniform(size=n) < 0.4, rng.uniform(size=n) < 0.6)    # |phi| about 0.2
+    labels = {"smiling": smiling, "smile": smiling.copy(), "not_smiling": ~smiling, "lip_makeup": makeup,
+              "makeup_copy": makeup.copy(), "male": male, "noise": rng.uniform(size=n) < 0.5}
+    assert set(latent.correlated_attributes(labels, "smiling")) >= {"smile", "not_smiling", "lip_makeup", "male"}
+    kept = latent.control_attributes(labels, "smiling")
+    assert kept[0] == "lip_makeup" and kept[-1] == "male" and len(kept) == 2
+    z = rng.normal(size=(n, 4))
+    assert latent.attribute_vector(z, smiling, "smiling", control={k: labels[k] for k in kept}).controlled_for == (
+        "lip_makeup", "male")

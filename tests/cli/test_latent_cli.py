@@ -165,3 +165,26 @@ def test_shard_attributes_come_from_the_manifest(tmp_path, capsys):
         main(["--model", str(tmp_path), "--data", str(tmp_path), "--attribute", "glasses"])
     with pytest.raises(AttributeDataError, match="neither 'synthetic' nor a shard directory"):
         main(["--list", "--data", str(tmp_path / "nowhere")])
+
+
+def test_balance_on_shards_with_unknown_labels_and_a_copied_attribute(setup, tmp_path):
+    """--balance on FFHQ-like shards: some faces lack labels (no face found), and 'smile' copies 'smiling'. The
+    controls are chosen among the attributes known for every face the vector is fitted on, without the copy."""
+    from data_prep.prepare import prepare_dataset
+    from facevae.attributes import main
+
+    _, export, _, _ = setup
+    rng = np.random.default_rng(3)
+    (tmp_path / "src").mkdir()
+    rows = ["file,smiling,smile,lip_makeup"]
+    for i in range(48):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "src" / f"{i:03d}.png")
+        smiling = i % 2 == 0
+        makeup = smiling != (i % 5 == 0)  # agrees with smiling on 4 faces in 5
+        rows.append(f"{i:03d}.png,,,{int(makeup)}" if i % 7 == 3 else f"{i:03d}.png,{int(smiling)},{int(smiling)},{int(makeup)}")
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+    prepare_dataset("folder", str(tmp_path / "src"), str(tmp_path / "shards"), size=32, progress=False,
+                    attributes=str(tmp_path / "table.csv"))
+    assert main(["--model", export, "--data", str(tmp_path / "shards"), "--attribute", "smiling", "--balance",
+                 "--count", "30", "--rows", "2", "--alphas", "-1:1:3", "--out", str(tmp_path / "smiling.png")]) == 0
+    assert json.loads((tmp_path / "smiling.json").read_text())["controlled_for"] == ["lip_makeup"]
