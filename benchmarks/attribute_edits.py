@@ -9,7 +9,8 @@
    split (the faces the VAE saw; labels a face lacks are left out of the loss). Built-in faces:
    8000 renders of seed 7, never seen by the VAE. Its held-out accuracy and ROC AUC are reported on the
    originals and on their VAE reconstructions.
-2. Attribute vectors exactly as ``python -m facevae.attributes`` computes them by default
+2. Attribute vectors exactly as ``python -m facevae.attributes`` computes them by default (``--balance``: as it does
+   with --balance, correlated attributes held fixed)
    (``facevae.analysis.latent.attribute_vector`` on the encodings of its default --count faces of the train
    split, or of the built-in faces of its default --seed), applied at the CLI's default strength
    (``facevae.analysis.latent.default_alpha``, the class-mean gap) and at 2x.
@@ -220,6 +221,9 @@ def main(argv=None) -> int:
     parser.add_argument("--judge-count", type=int, default=8000, help="built-in faces to train the judge on")
     parser.add_argument("--eval-count", type=int, default=2000, help="held-out faces (at most the split's size)")
     parser.add_argument("--no-identity", action="store_true", help="skip the dlib identity measures")
+    parser.add_argument("--balance", action="store_true",
+                        help="vectors as `python -m facevae.attributes --balance` computes them (correlated attributes "
+                             "held fixed by least squares)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tag", help="results name: benchmarks/results/attribute_edits_<tag>.* (default: from --data)")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE,
@@ -294,7 +298,7 @@ def main(argv=None) -> int:
                           "detected_originals": fm.detection_rate(analysis_x).rate,
                           "detected_reconstructions": fm.detection_rate(analysis_r).rate}
 
-    # Attribute vectors as `python -m facevae.attributes` computes them by default.
+    # Attribute vectors as `python -m facevae.attributes` computes them by default (or with --balance).
     # The CLI loads count + max(rows, count // 4) faces and fits on the first min(count, N - 1) with a label.
     defaults = attributes_parser().parse_args(["--model", args.model, "--data", args.data, "--attribute", names[0]])
     vector_faces = load_labelled_faces(args.data, defaults.count + max(defaults.rows, defaults.count // 4), size,
@@ -304,10 +308,11 @@ def main(argv=None) -> int:
     edits, pictures = {}, []
     for i, name in enumerate(names):
         fit = first & vector_faces.known[name]
-        vector = latent.attribute_vector(z_vec[fit], vector_faces.labels[name][fit], name)
+        control = latent.balance_controls(vector_faces.labels, vector_faces.known, name, fit) if args.balance else {}
+        vector = latent.attribute_vector(z_vec[fit], vector_faces.labels[name][fit], name, control=control)
         alpha = latent.default_alpha(vector)
         usable = known[:, i]
-        entry = {"gap": vector.gap, "vector_faces": list(vector.counts),
+        entry = {"gap": vector.gap, "vector_faces": list(vector.counts), "controlled_for": list(vector.controlled_for),
                  "held_out_auc": (latent.separation_auc(vector, z[usable], labels[usable, i])
                                   if 0 < labels[usable, i].sum() < usable.sum() else None)}
         others = [j for j in range(len(names)) if j != i]
@@ -428,6 +433,7 @@ def render_markdown(result: dict) -> str:
     lines += ["", "Vectors: " + ", ".join(
         f"{n} gap {e['gap']:.2f} from {e['vector_faces'][0]}+{e['vector_faces'][1]} faces"
         + (f", held-out AUC {e['held_out_auc']:.3f}" if e["held_out_auc"] is not None else "")
+        + (f", controlled for {', '.join(e['controlled_for'])}" if e.get("controlled_for") else "")
         for n, e in result["edits"].items()),
         "", f"Command: `PYTHONPATH=. python {result['command']}` ({result['seconds']} s).", ""]
     return "\n".join(lines)

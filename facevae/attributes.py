@@ -85,12 +85,8 @@ def _vector(args, model):
     train = np.zeros(len(z), bool)
     train[:min(args.count, len(z) - 1)] = True
     fit = train & known
-    control = {}
-    if args.balance:  # controls among the attributes known for every face the vector is fitted on
-        usable = {k: v[fit] for k, v in faces.labels.items() if faces.known[k][fit].all()}
-        control = {k: faces.labels[k] for k in latent.control_attributes(usable, name)}
-    vector = latent.attribute_vector(z[fit], faces.labels[name][fit], name,
-                                     control={k: v[fit] for k, v in control.items()})
+    control = latent.balance_controls(faces.labels, faces.known, name, fit) if args.balance else {}
+    vector = latent.attribute_vector(z[fit], faces.labels[name][fit], name, control=control)
     test = ~train & known
     auc = None
     y = faces.labels[name][test]

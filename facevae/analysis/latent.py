@@ -38,6 +38,7 @@ __all__ = [
     "attribute_vector",
     "correlated_attributes",
     "control_attributes",
+    "balance_controls",
     "default_alpha",
     "apply",
     "projections",
@@ -213,6 +214,15 @@ def control_attributes(labels: Mapping[str, np.ndarray], name: str, threshold: f
             columns.append(trial[:, -1])
             kept.append(other)
     return kept
+
+
+def balance_controls(labels: Mapping[str, np.ndarray], known: Mapping[str, np.ndarray], name: str,
+                     rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``control`` of ``attribute_vector`` for ``--balance``: {attribute: bool labels of ``rows``} for the
+    ``control_attributes`` of ``name`` among the attributes known (``known``: {attribute: bool [N]}) on every one
+    of ``rows`` (bool [N], the faces the vector is fitted on)."""
+    usable = {k: np.asarray(v)[rows] for k, v in labels.items() if np.asarray(known[k])[rows].all()}
+    return {k: usable[k] for k in control_attributes(usable, name)}
 
 
 def default_alpha(vector: AttributeVector) -> float:
