@@ -2,18 +2,20 @@
 
     PYTHONPATH=. python benchmarks/real_faces.py --variants published,sigma0.1
     PYTHONPATH=. python benchmarks/real_faces.py --variants defaults --epochs 100
+    PYTHONPATH=. python benchmarks/real_faces.py --variants defaults --image-size 128   # row "defaults-128px"
     PYTHONPATH=. python benchmarks/real_faces.py --run folder-defaults=runs/RUN   # a run trained elsewhere
 
-1. Shards: ``python -m data_prep ffhq --src SRC --size 64 --validation-indices 1000-1100 --attributes TABLE`` into
-   ``--work`` (made once, reused).
-2. Each variant trains with ``python -m facevae.train --dataset ffhq --image-size 64 --batch-size 32 --epochs E``
-   plus its own flags (VARIANTS below), into ``--work/runs/<variant>``; a finished run is reused.
+1. Shards: ``python -m data_prep ffhq --src SRC --size S --validation-indices 1000-1100 --attributes TABLE`` into
+   ``--work/shards<S>`` (made once, reused); S = ``--image-size``, 64 by default.
+2. Each variant trains with ``python -m facevae.train --dataset ffhq --image-size S --batch-size 32 --epochs E``
+   plus its own flags (VARIANTS below), into ``--work/runs/<variant>`` (``<variant>-<S>px`` when S is not 64); a
+   finished run is reused.
 3. Judged through the export, as a user would serve it: the ``reconstruct`` endpoint on the held-out faces and the
    ``sample`` endpoint on 200 fixed noise vectors scaled by each temperature. Reported: PSNR; identity kept
    (``facevae.analysis.face_metrics``: dlib descriptor distance < 0.6, an undetected face counts as not kept) and the
    median distance; Frechet face distance of reconstructions and of samples to the held-out faces; the face
-   detection rate of samples; the seam ratio (``facevae.analysis.metrics.seam_ratio``; 1.0 = no block grid) of
-   reconstructions and samples; and the edit table of ``benchmarks/attribute_edits.py`` for smiling, glasses, male.
+   detection rate of samples; the seam ratio (``facevae.analysis.metrics.seam_ratio``; 1.0 = no block grid; lines
+   every 16 px, where the first decoder block's cells meet) of reconstructions and samples; and the edit table of ``benchmarks/attribute_edits.py`` for smiling, glasses, male.
 4. Writes ``--out/real_faces.{json,md}`` (all variants measured so far, merged by name) and
    ``--out/real_faces_<variant>.png``: held-out faces, their reconstructions, samples at T = 1 and 0.7, and the
    smile edit at the default strength on held-out faces without a smile.
@@ -46,16 +48,17 @@ TEMPERATURES = (1.0, 0.7)
 EDITED = "smiling,glasses,male"
 
 
-def prepare_shards(src: str, table: str, out: str) -> str:
-    """FFHQ faces at 64 px with faces 1000-1100 held out (reused when ``out`` already holds them)."""
+def prepare_shards(src: str, table: str, out: str, size: int = 64) -> str:
+    """FFHQ faces at ``size`` px with faces 1000-1100 held out (reused when ``out`` already holds them)."""
     from data_prep.prepare import prepare_dataset
 
     if not os.path.exists(os.path.join(out, "manifest.json")):
-        prepare_dataset("ffhq", src, out, size=64, attributes=table, validation_indices="1000-1100", progress=False)
+        prepare_dataset("ffhq", src, out, size=size, attributes=table, validation_indices="1000-1100", progress=False)
     return out
 
 
-def train_variant(name: str, flags: list[str], shards: str, work: str, epochs: int, batch_size: int) -> tuple[str, float]:
+def train_variant(name: str, flags: list[str], shards: str, work: str, epochs: int, batch_size: int,
+                  size: int = 64) -> tuple[str, float]:
     """Train (or reuse) ``work/runs/<name>``; returns (run directory, training minutes)."""
     from facevae.train import build_parser, config_from_args
     from facevae.training.trainer import fit
@@ -64,7 +67,7 @@ def train_variant(name: str, flags: list[str], shards: str, work: str, epochs: i
     done = os.path.join(run_dir, "metrics.json")
     if os.path.exists(done):
         return run_dir, json.load(open(done)).get("train_minutes", float("nan"))
-    argv = ["--dataset", "ffhq", "--data-dir", shards, "--image-size", "64", "--batch-size", str(batch_size),
+    argv = ["--dataset", "ffhq", "--data-dir", shards, "--image-size", str(size), "--batch-size", str(batch_size),
             "--epochs", str(epochs), "--output-dir", os.path.join(work, "runs"), "--run-name", name,
             "--export-dir", os.path.join(work, "saved_models"), *flags]
     started = time.time()
@@ -141,6 +144,7 @@ def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits:
     noise = np.random.default_rng(seed).standard_normal((samples, latent_dim)).astype("float32")
     sampled = {t: export.sample(tf.constant(t * noise))["images"].numpy() for t in TEMPERATURES}
 
+    blocks = held.shape[1] // 16  # grid lines every 16 px: 4 x 4 cells at 64 px, 8 x 8 at 128 px
     analysis_held, analysis_recon = fm.analyse_faces(held), fm.analyse_faces(recon)
     identity = fm.identity_kept(analysis_held, analysis_recon)
     row = {
@@ -149,14 +153,14 @@ def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits:
         "identity_kept": identity.kept,
         "median_distance": identity.median_distance,
         "frechet_reconstructions": _frechet(analysis_held, analysis_recon),
-        "seam_reconstructions": seam_ratio(recon),
+        "seam_reconstructions": seam_ratio(recon, blocks),
         "samples": {},
     }
     for t, images in sampled.items():
         analysis = fm.analyse_faces(images)
         row["samples"][f"{t:g}"] = {"count": samples, "detected": fm.detection_rate(analysis).rate,
                                     "frechet": _frechet(analysis_held, analysis),
-                                    "seam": seam_ratio(images)}
+                                    "seam": seam_ratio(images, blocks)}
     labels = np.concatenate([np.asarray(a["smiling"]) for _, a in
                              load(shards, "validation", 64, training=False, drop_remainder=False, with_attributes=True)])
     pictures = [held[:10], recon[:10], sampled[1.0][:10], sampled[0.7][:10],
@@ -252,6 +256,8 @@ def main(argv=None) -> int:
     parser.add_argument("--work", default=os.path.join(os.path.expanduser("~"), ".cache", "facevae", "real_faces"),
                         help="shards, runs and the edit judge (work/judges), reused between calls")
     parser.add_argument("--out", default=os.path.join(HERE, "results"), help="where the tables and sheets go")
+    parser.add_argument("--image-size", type=int, choices=(64, 128), default=64,
+                        help="side of the shards and of the trained variants; rows at 128 px are named <variant>-128px")
     parser.add_argument("--epochs", type=int, default=100, help="epochs of 31 steps (1,000 faces, batch 32)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--samples", type=int, default=200, help="prior samples per temperature")
@@ -265,6 +271,9 @@ def main(argv=None) -> int:
         name, _, run_dir = item.partition("=")
         if not name or not os.path.isfile(os.path.join(run_dir, "metrics.json")):
             parser.error(f"--run {item}: expected NAME=RUN_DIR of a finished run (with metrics.json)")
+        trained_size = json.load(open(os.path.join(run_dir, "config.json")))["model"]["image_size"]
+        if trained_size != args.image_size:
+            parser.error(f"--run {item} was trained at {trained_size} px; add --image-size {trained_size}")
         runs[name] = run_dir
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
@@ -272,12 +281,14 @@ def main(argv=None) -> int:
     if not os.path.isdir(args.src):
         parser.error(f"--src {args.src} does not exist (FFHQ faces laid out as images*/NNNNN/NNNNN.*)")
 
-    shards = prepare_shards(args.src, args.attributes, os.path.join(args.work, "shards64"))
+    size = args.image_size
+    shards = prepare_shards(args.src, args.attributes, os.path.join(args.work, f"shards{size}"), size)
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "real_faces.json")
     results = json.load(open(json_path)) if os.path.exists(json_path) else {}
     command = "PYTHONPATH=. python benchmarks/real_faces.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    jobs = [(name, *VARIANTS[name]) for name in names] + [(name, f"run {path}", None) for name, path in runs.items()]
+    suffix = "" if size == 64 else f"-{size}px"
+    jobs = [(name + suffix, *VARIANTS[name]) for name in names] + [(name, f"run {path}", None) for name, path in runs.items()]
     for name, description, flags in jobs:
         if flags is None:  # trained elsewhere: its own epochs, batch size and training time
             run_dir = runs[name]
@@ -287,7 +298,7 @@ def main(argv=None) -> int:
             minutes = trained.get("train_seconds_this_session", float("nan")) / 60
         else:
             epochs, batch_size = args.epochs, args.batch_size
-            run_dir, minutes = train_variant(name, flags, shards, args.work, epochs, batch_size)
+            run_dir, minutes = train_variant(name, flags, shards, args.work, epochs, batch_size, size)
         row, pictures = measure(run_dir, shards, args.samples, args.seed, name, not args.no_edits,
                                 os.path.join(args.work, "judges"))
         results[name] = {"description": description, "flags": flags, "epochs": epochs,
