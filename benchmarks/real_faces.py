@@ -15,7 +15,8 @@
    (``facevae.analysis.face_metrics``: dlib descriptor distance < 0.6, an undetected face counts as not kept) and the
    median distance; Frechet face distance of reconstructions and of samples to the held-out faces; the face
    detection rate of samples; the seam ratio (``facevae.analysis.metrics.seam_ratio``; 1.0 = no block grid; lines
-   every 16 px, where the first decoder block's cells meet) of reconstructions and samples; and the edit table of ``benchmarks/attribute_edits.py`` for smiling, glasses, male.
+   every 16 px) of reconstructions and samples; and the edit table of ``benchmarks/attribute_edits.py`` for
+   smiling, glasses, male.
 4. Writes ``--out/real_faces.{json,md}`` (all variants measured so far, merged by name) and
    ``--out/real_faces_<variant>.png``: held-out faces, their reconstructions, samples at T = 1 and 0.7, and the
    smile edit at the default strength on held-out faces without a smile.

@@ -151,7 +151,7 @@ def seam_ratio(images, blocks: int = 4) -> float:
 
     b = the channel mean of each image [N, H, W] (pixels in [0, 1]). A column jump is |b[:, :, j] - b[:, :, j-1]|
     for j = 1 .. W-1 (rows likewise). With ``blocks`` = 4 the grid lines are j in {W/4, W/2, 3W/4} (16, 32, 48 at
-    64 px: where the first transposed-convolution block's cells meet after three more stride-2 blocks).
+    64 px: where the 4 x 4 cells of a four-stride-2-block decoder meet, and where this project's decoders show lines).
 
         seam_ratio = mean(jumps across grid lines) / mean(jumps across every other line)
 
