@@ -1,20 +1,16 @@
 """benchmarks/attribute_edits.py: case-insensitive attribute names and the judge's masked loss."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("attribute_edits", os.path.join(REPO, "benchmarks", "attribute_edits.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("attribute_edits")
 
 
 def test_attribute_names_match_case_insensitively(bench):

@@ -1,19 +1,14 @@
 """benchmarks/real_faces.py: a run is measured on held-out faces of its own size."""
-import importlib.util
 import json
-import os
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmark_scripts import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("real_faces", os.path.join(REPO, "benchmarks", "real_faces.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("real_faces")
 
 
 def test_a_run_of_another_size_is_a_one_line_error_naming_the_flag(bench, tmp_path, capsys):

@@ -1,18 +1,16 @@
 """python -m facevae.evaluate on a tiny run (run dir, export dir, .keras file) and the MNIST study script on tiny data."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 
+from benchmark_scripts import load_benchmark
 from facevae import evaluate
 from facevae.training.trainer import fit
 from tiny_config import make_tiny_config
 
 pytestmark = pytest.mark.integration
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +58,7 @@ def test_evaluate_rejects_what_it_cannot_load(tmp_path):
 
 
 def _study_module():
-    spec = importlib.util.spec_from_file_location("flows_study", os.path.join(REPO, "benchmarks", "flows_study.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("flows_study")
 
 
 def test_paired_difference_is_the_mean_of_per_image_differences():
