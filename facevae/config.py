@@ -190,9 +190,9 @@ class ModelConfig:
     trained taps of even and odd pixels still differ: see decoder_resize_blocks); models saved before this field
     existed load with their 3x3 kernels (LEGACY_DECODER_KERNEL).
     decoder_resize_blocks: how many of the conv decoder's four blocks, from the first (coarsest), double the size
-    by a bilinear resize then a 3x3 Conv2D instead of a stride-2 Conv2DTranspose. The coarse blocks' transposed
-    kernels add up to a grid of lines every 16 px at 64 px (``facevae.analysis.metrics.seam_ratio``); resizing
-    there weakens it (2 blocks: 1.15 against 1.23 on real faces), but the resize blocks are smoother, and so far
+    by a bilinear resize then a 3x3 Conv2D instead of a stride-2 Conv2DTranspose. The all-transposed decoder shows
+    lines every 16 px at 64 px (``facevae.analysis.metrics.seam_ratio``; their cause is open); resizing the coarse
+    blocks weakens them (2 blocks: 1.15 against 1.23 on real faces), but the resize blocks are smoother, and so far
     keep fewer identities (README, "Real faces, measured"). 0 (the default, and what saved configs without the
     field mean) is the all-transposed decoder.
     prior: what ``sample`` draws z from (facevae.model.prior): ``standard`` N(0, I); ``gmm`` a mixture of

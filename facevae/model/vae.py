@@ -6,8 +6,9 @@ Dense heads for the posterior mean and log-variance. Decoder: Dense -> Reshape -
 BatchNorm or activation, giving logits; k = ``config.decoder_kernel``: 4 for new models (a multiple of the
 stride, so every output pixel gets the same number of taps), 3 for models saved before the field existed.
 The first ``config.decoder_resize_blocks`` blocks instead resize (bilinear x2) then convolve (Conv2D, stride 1):
-a transposed convolution's even and odd output pixels use different taps, and stacked blocks add these up
-into lines every 16 px at 64 px; a resize block has the same kernel at every pixel.
+a transposed convolution's even and odd output pixels use different taps, a resize block has the same kernel at
+every pixel. Resizing the coarse blocks weakens the lines every 16 px that these decoders show at 64 px (their
+cause is open: README, "Real faces, measured").
 28 px images are zero-padded to 32 and cropped back.
 With ``decoder="pixelcnn"`` the decoder is ``facevae.model.pixelcnn.AutoregressiveDecoder`` instead:
 p(x|z) = prod_i p(x_i | x_<i, z), teacher-forced in the loss, pixel by pixel when decoding.

@@ -231,7 +231,7 @@ def test_resize_blocks_replace_the_coarsest_transposed_blocks_and_reload_with_eq
 def test_a_resize_block_maps_a_ramp_to_a_ramp_and_a_transposed_block_adds_a_period_2_ripple(resize, ripple):
     """Bilinear x2 of a linear ramp is a linear ramp, and a convolution of an affine image is affine, so away from
     the border every second difference of a resize block's output is 0. A stride-2 Conv2DTranspose gives even and
-    odd output pixels different taps, so the same ramp comes out with a period-2 ripple (the root of a seam grid)."""
+    odd output pixels different taps, so the same ramp comes out with a period-2 ripple."""
     model = FaceVAE(small_config(decoder_resize_blocks=1 if resize else 0), seed=0)
     layers = [model.decoder.get_layer(name) for name in (["dec0_resize"] if resize else []) + ["dec0_conv"]]
     channels = model.config.filters[-1]
