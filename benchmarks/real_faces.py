@@ -270,8 +270,8 @@ def main(argv=None) -> int:
     runs = {}
     for item in args.run:
         name, _, run_dir = item.partition("=")
-        if not name or not os.path.isfile(os.path.join(run_dir, "metrics.json")):
-            parser.error(f"--run {item}: expected NAME=RUN_DIR of a finished run (with metrics.json)")
+        if not name or not all(os.path.isfile(os.path.join(run_dir, f)) for f in ("metrics.json", "config.json")):
+            parser.error(f"--run {item}: expected NAME=RUN_DIR of a finished run (with metrics.json and config.json)")
         trained_size = json.load(open(os.path.join(run_dir, "config.json")))["model"]["image_size"]
         if trained_size != args.image_size:
             parser.error(f"--run {item} was trained at {trained_size} px; add --image-size {trained_size}")
