@@ -15,8 +15,9 @@
    (``facevae.analysis.face_metrics``: dlib descriptor distance < 0.6, an undetected face counts as not kept) and the
    median distance; Frechet face distance of reconstructions and of samples to the held-out faces; the face
    detection rate of samples; the seam ratio (``facevae.analysis.metrics.seam_ratio``; 1.0 = no block grid; lines
-   every 16 px) of reconstructions and samples; and the edit table of ``benchmarks/attribute_edits.py`` for
-   smiling, glasses, male.
+   every 16 px) of reconstructions and samples, and in brackets the local seam ratio (``local_seam_ratio``: the
+   same lines against their neighbours, which face content barely moves); and the edit table of
+   ``benchmarks/attribute_edits.py`` for smiling, glasses, male.
 4. Writes ``--out/real_faces.{json,md}`` (all variants measured so far, merged by name) and
    ``--out/real_faces_<variant>.png``: held-out faces, their reconstructions, samples at T = 1 and 0.7, and the
    smile edit at the default strength on held-out faces without a smile.
@@ -135,7 +136,7 @@ def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits:
 
     from data_prep.pipeline import load
     from facevae.analysis import face_metrics as fm
-    from facevae.analysis.metrics import psnr, seam_ratio
+    from facevae.analysis.metrics import local_seam_ratio, psnr, seam_ratio
     from facevae.export.serving import load_export
 
     export = load_export(os.path.join(run_dir, "export"))
@@ -155,13 +156,14 @@ def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits:
         "median_distance": identity.median_distance,
         "frechet_reconstructions": _frechet(analysis_held, analysis_recon),
         "seam_reconstructions": seam_ratio(recon, blocks),
+        "local_seam_reconstructions": local_seam_ratio(recon, blocks),
         "samples": {},
     }
     for t, images in sampled.items():
         analysis = fm.analyse_faces(images)
         row["samples"][f"{t:g}"] = {"count": samples, "detected": fm.detection_rate(analysis).rate,
                                     "frechet": _frechet(analysis_held, analysis),
-                                    "seam": seam_ratio(images, blocks)}
+                                    "seam": seam_ratio(images, blocks), "local_seam": local_seam_ratio(images, blocks)}
     labels = np.concatenate([np.asarray(a["smiling"]) for _, a in
                              load(shards, "validation", 64, training=False, drop_remainder=False, with_attributes=True)])
     pictures = [held[:10], recon[:10], sampled[1.0][:10], sampled[0.7][:10],
@@ -203,16 +205,22 @@ def _num(value, digits: int) -> str:
     return "-" if value is None or value != value else f"{value:.{digits}f}"
 
 
+def _seams(ratio: float, local: float | None) -> str:
+    """The seam ratio, with the local seam ratio in brackets (rows measured before it existed have none)."""
+    return f"{ratio:.2f}" if local is None else f"{ratio:.2f} ({local:.2f})"
+
+
 def render_markdown(results: dict, command: str) -> str:
-    lines = ["| variant | train min | PSNR dB | identity kept | median dist. | FFD recon | seams recon | "
-             + " | ".join(f"T={t:g} detected | T={t:g} FFD | T={t:g} seams" for t in TEMPERATURES) + " |",
+    lines = ["| variant | train min | PSNR dB | identity kept | median dist. | FFD recon | seams recon (local) | "
+             + " | ".join(f"T={t:g} detected | T={t:g} FFD | T={t:g} seams (local)" for t in TEMPERATURES) + " |",
              "|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|" * len(TEMPERATURES)]
     for name, r in results.items():
         cells = [name, f"{r['train_minutes']:.1f}", f"{r['psnr_db']:.1f}", _pct(r["identity_kept"]),
-                 _num(r["median_distance"], 3), _num(r["frechet_reconstructions"], 4), f"{r['seam_reconstructions']:.2f}"]
+                 _num(r["median_distance"], 3), _num(r["frechet_reconstructions"], 4),
+                 _seams(r["seam_reconstructions"], r.get("local_seam_reconstructions"))]
         for t in TEMPERATURES:
             s = r["samples"][f"{t:g}"]
-            cells += [_pct(s["detected"]), _num(s["frechet"], 4), f"{s['seam']:.2f}"]
+            cells += [_pct(s["detected"]), _num(s["frechet"], 4), _seams(s["seam"], s.get("local_seam"))]
         lines.append("| " + " | ".join(cells) + " |")
     edit_lines = ["", "Attribute edits on the held-out faces (judge trained on faces 0-999; 'recon already': the share of "
                   "unedited reconstructions the judge already reads as the target, the baseline for success; success at "

@@ -17,8 +17,8 @@ images of the split and their reconstructions with dlib (``facevae.analysis.face
 detection rate, identity kept (descriptor distance < 0.6) with the median distance, and the Frechet
 face distance of the reconstructions vs the originals; and ``--samples N`` prior samples at
 ``--temperature T``: detection rate and Frechet face distance vs the originals. The seam ratio
-(``facevae.analysis.metrics.seam_ratio``, 1.0 = no block grid) of originals, reconstructions and
-samples comes with it. ``--fid`` (with ``--inception-weights PATH``, or Keras' cache) adds FID and
+(``facevae.analysis.metrics.seam_ratio``, 1.0 = no block grid) and the local seam ratio (the same grid lines
+against their neighbours, ``local_seam_ratio``) of originals, reconstructions and samples come with it. ``--fid`` (with ``--inception-weights PATH``, or Keras' cache) adds FID and
 KID (with its standard error) of the samples and of the reconstructions vs the originals
 (``facevae.analysis.inception``); the weights are never downloaded.
 
@@ -176,25 +176,26 @@ def _frechet_or_none(a, b) -> dict:
     return {"frechet_face_distance": result.distance, "frechet_faces": [result.count_a, result.count_b]}
 
 
-def _seam_or_none(images) -> float | None:
-    from facevae.analysis.metrics import seam_ratio
+def _seams_or_none(images) -> dict:
+    from facevae.analysis.metrics import local_seam_ratio, seam_ratio
 
     try:
-        return seam_ratio(images)
+        return {"seam_ratio": seam_ratio(images), "local_seam_ratio": local_seam_ratio(images)}
     except ValueError:  # a side not divisible by 4
-        return None
+        return {"seam_ratio": None, "local_seam_ratio": None}
 
 
 def face_metric_report(originals, reconstructions, samples, temperature: float) -> dict:
     """Faces judged as faces (definitions in :mod:`facevae.analysis.face_metrics`), as a JSON-ready dict.
 
     originals, reconstructions: paired float images [N, S, S, C] in [0, 1]; samples: [M, S, S, C] prior
-    samples drawn at ``temperature``. Returns {"originals": {count, detection_rate, seam_ratio},
-    "reconstructions": {count, detection_rate, identity_kept, identity_kept_of_detected, median_distance,
-    both_detected, frechet_face_distance (vs originals) and frechet_faces [count originals, count recon],
-    seam_ratio}, "samples": {count, temperature, detection_rate, frechet_face_distance (vs originals),
-    frechet_faces, seam_ratio}}. A Frechet distance is None (with a note) when a set has < 2 detected faces;
-    a seam ratio is None when the image side is not divisible by 4.
+    samples drawn at ``temperature``. Returns {"originals": {count, detection_rate, seam_ratio,
+    local_seam_ratio}, "reconstructions": {count, detection_rate, identity_kept, identity_kept_of_detected,
+    median_distance, both_detected, frechet_face_distance (vs originals) and frechet_faces [count originals,
+    count recon], seam_ratio, local_seam_ratio}, "samples": {count, temperature, detection_rate,
+    frechet_face_distance (vs originals), frechet_faces, seam_ratio, local_seam_ratio}}. A Frechet distance is
+    None (with a note) when a set has < 2 detected faces; the seam ratios are None when the image side is not
+    divisible by 4.
     """
     from facevae.analysis import face_metrics as fm
 
@@ -203,7 +204,7 @@ def face_metric_report(originals, reconstructions, samples, temperature: float) 
     report = {}
     for name, images in (("originals", originals), ("reconstructions", reconstructions), ("samples", samples)):
         rate = fm.detection_rate(analysed[name])
-        report[name] = {"count": rate.count, "detection_rate": rate.rate, "seam_ratio": _seam_or_none(images)}
+        report[name] = {"count": rate.count, "detection_rate": rate.rate, **_seams_or_none(images)}
     identity = fm.identity_kept(analysed["originals"], analysed["reconstructions"])
     report["reconstructions"].update(
         identity_kept=identity.kept, identity_kept_of_detected=None if identity.both_detected == 0
@@ -249,21 +250,24 @@ def _judged_rows(result: dict) -> list[tuple[str, str]]:
     def percent(value):
         return "n/a" if value is None else f"{100 * value:.1f}%"
 
+    def seams(part):
+        return f"{number(part['seam_ratio'], 3)} ({number(part['local_seam_ratio'], 3)})"
+
     rows = []
     faces = result.get("face_metrics")
     if faces:
         o, r, s = faces["originals"], faces["reconstructions"], faces["samples"]
         t = f"T={s['temperature']:g}"
         rows += [(f"originals: faces detected (of {o['count']})", percent(o["detection_rate"])),
-                 ("originals: seam ratio", number(o["seam_ratio"], 3)),
+                 ("originals: seam ratio (local)", seams(o)),
                  (f"reconstructions: faces detected (of {r['count']})", percent(r["detection_rate"])),
                  ("reconstructions: identity kept (d < 0.6)", percent(r["identity_kept"])),
                  ("reconstructions: median identity distance", number(r["median_distance"], 3)),
                  ("reconstructions: Frechet face distance", number(r["frechet_face_distance"], 4)),
-                 ("reconstructions: seam ratio", number(r["seam_ratio"], 3)),
+                 ("reconstructions: seam ratio (local)", seams(r)),
                  (f"samples {t}: faces detected (of {s['count']})", percent(s["detection_rate"])),
                  (f"samples {t}: Frechet face distance", number(s["frechet_face_distance"], 4)),
-                 (f"samples {t}: seam ratio", number(s["seam_ratio"], 3))]
+                 (f"samples {t}: seam ratio (local)", seams(s))]
     fid = result.get("fid")
     if fid:
         for name in ("samples", "reconstructions"):
@@ -300,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="metrics JSON path (default: MODEL_DIR/eval-SPLIT/metrics.json)")
     j = p.add_argument_group("faces judged as faces, FID and KID")
     j.add_argument("--face-metrics", action="store_true",
-                   help="dlib face metrics of reconstructions and prior samples, and their seam ratio "
+                   help="dlib face metrics of reconstructions and prior samples, and their seam ratios "
                         "(needs pip install 'facevae[faces]')")
     j.add_argument("--fid", action="store_true",
                    help="FID and KID of prior samples and reconstructions vs the originals (InceptionV3 ImageNet "

@@ -35,6 +35,7 @@ __all__ = [
     "AUTOREGRESSIVE_RECONSTRUCTIONS",
     "default_reconstruction_limit",
     "seam_ratio",
+    "local_seam_ratio",
     "streaming_logsumexp",
     "iw_nll_from_log_weights",
     "importance_weighted_nll",
@@ -146,6 +147,28 @@ def psnr(mse: float, peak: float = 1.0) -> float:
     return float("inf") if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
 
+def _line_jumps(images, blocks: int) -> tuple[list[np.ndarray], list[set[int]]]:
+    """Mean brightness jump across every column and row line, and where the grid lines are.
+
+    b = the channel mean of each image [N, H, W]. Returns ([J_cols [W], J_rows [H]], [grid columns, grid rows]) with
+    J_cols[j] = mean over images and rows of |b[:, :, j] - b[:, :, j-1]| for j = 1 .. W-1 (J_cols[0] = nan; rows
+    likewise), grid lines at k * side / blocks for k = 1 .. blocks-1.
+    """
+    b = np.asarray(images, dtype=np.float64)
+    if b.ndim != 4:
+        raise ValueError(f"seam_ratio expects images [N, H, W, C]. Received: shape={b.shape}")
+    b = b.mean(axis=-1)
+    height, width = b.shape[1:]
+    if height % blocks or width % blocks or min(height, width) // blocks < 2:
+        raise ValueError(f"seam_ratio needs a side divisible by blocks={blocks}. Received: shape={b.shape}")
+    jumps, lines = [], []
+    for axis, size in ((2, width), (1, height)):
+        along = tuple(a for a in (0, 1, 2) if a != axis)
+        jumps.append(np.concatenate([[np.nan], np.abs(np.diff(b, axis=axis)).mean(axis=along)]))
+        lines.append({k * size // blocks for k in range(1, blocks)})
+    return jumps, lines
+
+
 def seam_ratio(images, blocks: int = 4) -> float:
     """How visible a decoder's block grid is: mean brightness jump across the grid lines over the mean elsewhere.
 
@@ -155,22 +178,35 @@ def seam_ratio(images, blocks: int = 4) -> float:
 
         seam_ratio = mean(jumps across grid lines) / mean(jumps across every other line)
 
-    1.0 means no seams (real face crops measure about 1.08); a seam grid gives values well above 1.
+    1.0 means no seams (real face crops measure about 1.08); a seam grid gives values well above 1. On aligned faces
+    the figure also depends on content: the grid lines cross the eyes and mouth, where smooth faces keep their
+    edges while losing them elsewhere, so grid-free smooth faces score above 1 too (the held-out faces' mean image
+    1.29; their projections on 100 principal components 1.13 at 20.3 dB). :func:`local_seam_ratio` compares each
+    grid line with its two neighbours instead, which face content barely moves.
     """
-    b = np.asarray(images, dtype=np.float64)
-    if b.ndim != 4:
-        raise ValueError(f"seam_ratio expects images [N, H, W, C]. Received: shape={b.shape}")
-    b = b.mean(axis=-1)
-    height, width = b.shape[1:]
-    if height % blocks or width % blocks or min(height, width) // blocks < 2:
-        raise ValueError(f"seam_ratio needs a side divisible by blocks={blocks}. Received: shape={b.shape}")
-    seams, other = [], []
-    for axis, size in ((2, width), (1, height)):
-        jumps = np.abs(np.diff(b, axis=axis))  # jumps[..., j - 1] is across line j
-        lines = {k * size // blocks for k in range(1, blocks)}
-        for j in range(1, size):
-            (seams if j in lines else other).append(np.take(jumps, j - 1, axis=axis).mean())
+    jumps, lines = _line_jumps(images, blocks)
+    seams = [j[line] for j, grid in zip(jumps, lines) for line in grid]
+    other = [j[line] for j, grid in zip(jumps, lines) for line in range(1, len(j)) if line not in grid]
     return float(np.mean(seams) / np.mean(other))
+
+
+def local_seam_ratio(images, blocks: int = 4) -> float:
+    """A block grid measured against its neighbouring lines: mean jump across the grid lines over the mean jump
+    across the lines on either side of them.
+
+    With J(j) the mean brightness jump across line j (as in :func:`seam_ratio`, columns and rows alike) and L the
+    grid lines of both axes,
+
+        local_seam_ratio = sum_L J(L) / sum_L (J(L - 1) + J(L + 1)) / 2
+
+    A one-pixel line that a decoder draws at L raises J(L) only, while face content that changes slowly across
+    the image raises the neighbours too; so grid-free faces measure about 1.0 (held-out faces 0.99, their
+    projections on 100 principal components 1.00) even where :func:`seam_ratio` sees their content.
+    """
+    jumps, lines = _line_jumps(images, blocks)
+    seams = sum(j[line] for j, grid in zip(jumps, lines) for line in grid)
+    neighbours = sum((j[line - 1] + j[line + 1]) / 2 for j, grid in zip(jumps, lines) for line in grid)
+    return float(seams / neighbours)
 
 
 def reconstruction_errors(model, images) -> np.ndarray:

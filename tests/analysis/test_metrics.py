@@ -202,3 +202,25 @@ def test_seam_ratio_is_one_without_a_grid_and_counts_the_grid_lines_exactly():
     assert metrics.seam_ratio(images) == pytest.approx(expected, rel=1e-9)
     with pytest.raises(ValueError, match="divisible"):
         metrics.seam_ratio(np.zeros((1, 30, 30, 1)))
+
+
+def test_local_seam_ratio_ignores_smooth_content_and_counts_one_pixel_lines_exactly():
+    # Jumps J(j) = min(j, 20) / 1024 across column j, linear around every grid line (8, 16, 24) and its neighbours:
+    # each grid line's jump is the mean of its neighbours', so the local ratio is exactly 1, while seam_ratio sees
+    # content: grid columns jump (8 + 16 + 20) / 3 against 386 / 28 elsewhere, 1.06 times as much.
+    steps = np.minimum(np.arange(32, dtype=np.float64), 20)
+    ramp = np.cumsum(steps) / 1024.0
+    smooth = np.broadcast_to(ramp[None, None, :, None], (2, 32, 32, 1))
+    assert metrics.local_seam_ratio(smooth) == pytest.approx(1.0, rel=1e-9)
+    assert metrics.seam_ratio(smooth) == pytest.approx((44 / 3) / (386 / 28), rel=1e-9)
+    # Flat jumps of 1/64 with 5/64 across columns 8, 16, 24 and no row jumps: grid columns 3 x 5/64 over
+    # neighbours 3 x 1/64.
+    steps = np.ones(32)
+    steps[[8, 16, 24]] = 5.0
+    steps[0] = 0.0
+    lined = np.broadcast_to((np.cumsum(steps) / 64.0)[None, None, :, None], (2, 32, 32, 3))
+    assert metrics.local_seam_ratio(lined) == pytest.approx(5.0, rel=1e-9)
+    noise = np.random.default_rng(0).uniform(size=(64, 32, 32, 3))
+    assert metrics.local_seam_ratio(noise) == pytest.approx(1.0, abs=0.03)
+    with pytest.raises(ValueError, match="divisible"):
+        metrics.local_seam_ratio(np.zeros((1, 30, 30, 1)))

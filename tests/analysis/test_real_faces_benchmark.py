@@ -21,3 +21,15 @@ def test_a_run_of_another_size_is_a_one_line_error_naming_the_flag(bench, tmp_pa
     assert stopped.value.code == 2
     assert f"--run r={run} was trained at 64 px; add --image-size 64" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()  # refused before any shard is made
+
+
+def test_the_table_gives_the_local_seam_ratio_in_brackets_where_a_row_has_one(bench):
+    samples = {f"{t:g}": {"detected": 0.75, "frechet": 0.11, "seam": 1.2} for t in bench.TEMPERATURES}
+    old = {"train_minutes": 20.0, "psnr_db": 21.4, "identity_kept": 0.3, "median_distance": 0.63,
+           "frechet_reconstructions": 0.126, "seam_reconstructions": 1.234, "samples": samples}
+    new = {**old, "local_seam_reconstructions": 1.067,
+           "samples": {t: {**s, "local_seam": 1.059} for t, s in samples.items()}}
+    rows = [line for line in bench.render_markdown({"old": old, "new": new}, "cmd").splitlines()
+            if line.startswith(("| old", "| new"))]
+    assert rows[0].split(" | ")[6:8] == ["1.23", "75%"] and "(" not in rows[0]
+    assert rows[1].split(" | ")[6] == "1.23 (1.07)" and rows[1].count("1.20 (1.06)") == len(bench.TEMPERATURES)

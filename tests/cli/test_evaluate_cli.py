@@ -199,7 +199,7 @@ def test_mse_objective_reports_no_bits_per_dim(tiny_mse_run, tmp_path, capsys):
 def test_face_metric_report_of_faces_against_themselves():
     """Reconstructions equal to the originals: identity kept = detection rate, distance 0, Frechet ~ 0."""
     from data_prep.synthetic import generate_faces
-    from facevae.analysis.metrics import seam_ratio
+    from facevae.analysis.metrics import local_seam_ratio, seam_ratio
 
     images = generate_faces(8, size=64, seed=0, channels=3, start=9000)[0].astype(np.float32) / 255.0
     report = evaluate.face_metric_report(images, images, images[::-1], temperature=0.7)
@@ -211,6 +211,7 @@ def test_face_metric_report_of_faces_against_themselves():
     assert abs(r["frechet_face_distance"]) < 1e-4 and abs(s["frechet_face_distance"]) < 1e-4
     assert r["frechet_faces"] == [r["both_detected"]] * 2 and s["temperature"] == 0.7
     assert o["seam_ratio"] == pytest.approx(seam_ratio(images)) == r["seam_ratio"]
+    assert o["local_seam_ratio"] == pytest.approx(local_seam_ratio(images)) == r["local_seam_ratio"]
 
 
 @needs_dlib
@@ -226,10 +227,11 @@ def test_evaluate_face_metrics_on_a_tiny_mse_run(tiny_mse_run, tmp_path, capsys)
     assert faces["samples"]["temperature"] == 0.5 and "fid" not in result
     for part in ("originals", "reconstructions", "samples"):
         assert 0.0 <= faces[part]["detection_rate"] <= 1.0 and faces[part]["seam_ratio"] > 0
+        assert faces[part]["local_seam_ratio"] > 0
     recon = faces["reconstructions"]
     assert recon["identity_kept"] <= min(recon["detection_rate"], faces["originals"]["detection_rate"])
     out = capsys.readouterr().out
-    for label in ("identity kept", "Frechet face distance", "samples T=0.5: faces detected (of 6)", "seam ratio"):
+    for label in ("identity kept", "Frechet face distance", "samples T=0.5: faces detected (of 6)", "seam ratio (local)"):
         assert label in out, label
     assert "FID" not in out
 
