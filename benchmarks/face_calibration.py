@@ -12,7 +12,13 @@ them to 64 px (Lanczos), and reports with ``facevae.analysis.face_metrics``:
   channel, reflecting borders), with the PSNR of each blurred set against the originals
   (10 log10(1 / MSE) over all pixels of the set) and the Frechet face distance to the originals, so
   that a reader knows what a given identity-kept figure looks like. Identity kept must fall
-  monotonically as the blur grows.
+  monotonically as the blur grows;
+- the same for two kinds of smooth faces without any pixel grid, to show what the seam measures read on content
+  alone: the mean image of the training faces 0-999, and the held-out faces projected on the first 50, 100 and
+  200 principal components of the training faces (a linear decoder, x_hat = mean + V_k V_k^T (x - mean), clipped
+  to [0, 1]; PCA by SVD of the 1,000 training faces at the same size);
+- for every row, ``seam_ratio`` (grid lines against all other lines) and ``local_seam_ratio`` (grid lines against
+  their neighbours) from ``facevae.analysis.metrics``, grid lines every 16 px.
 
 Writes benchmarks/results/face_calibration.{json,md} and a picture sheet face_calibration.png
 (rows: originals, then each blur; 10 faces), and prints the table and the command.
@@ -28,11 +34,12 @@ import time
 import numpy as np
 from PIL import Image
 
-__all__ = ["load_ffhq_faces", "gaussian_blur", "main", "render_markdown"]
+__all__ = ["load_ffhq_faces", "gaussian_blur", "pca_projection", "main", "render_markdown"]
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "ffhq_1k")
 SIGMAS = (0.8, 1.5, 2.5)
+COMPONENTS = (50, 100, 200)
 
 
 def load_ffhq_faces(root: str, first: int, last: int, size: int) -> tuple[np.ndarray, list[int]]:
@@ -61,6 +68,17 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter(images, sigma=(0, sigma, sigma, 0), mode="reflect").astype(np.float32)
 
 
+def pca_projection(train: np.ndarray, images: np.ndarray, components: int) -> np.ndarray:
+    """images [N, H, W, C] projected on the first ``components`` principal components of ``train`` [M, H, W, C]:
+    mean + V_k V_k^T (x - mean) per image, V_k the top right singular vectors of the centred training matrix
+    [M, H*W*C]; clipped to [0, 1], float32."""
+    flat = train.reshape(len(train), -1).astype(np.float64)
+    mean = flat.mean(axis=0)
+    basis = np.linalg.svd(flat - mean, full_matrices=False)[2][:components]
+    centred = images.reshape(len(images), -1) - mean
+    return np.clip((centred @ basis.T @ basis + mean).reshape(images.shape), 0.0, 1.0).astype(np.float32)
+
+
 def _sheet(rows: list[np.ndarray], path: str, scale: int = 2) -> None:
     grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
     image = Image.fromarray(np.round(grid * 255).astype(np.uint8))
@@ -81,6 +99,8 @@ def main(argv=None) -> int:
     parser.add_argument("--first", type=int, default=1000)
     parser.add_argument("--last", type=int, default=1100)
     parser.add_argument("--size", type=int, default=64, help="resolution the metrics are calibrated at")
+    parser.add_argument("--train-last", type=int, default=999,
+                        help="training faces 0..N give the mean image and the principal components")
     parser.add_argument("--out", default=os.path.join(RESULTS, "face_calibration"))
     args = parser.parse_args(argv)
     if not os.path.isdir(args.data):
@@ -88,7 +108,7 @@ def main(argv=None) -> int:
         return 2
 
     from facevae.analysis import face_metrics as fm
-    from facevae.analysis.metrics import psnr
+    from facevae.analysis.metrics import local_seam_ratio, psnr, seam_ratio
 
     started = time.time()
     originals, indices = load_ffhq_faces(args.data, args.first, args.last, args.size)
@@ -97,34 +117,42 @@ def main(argv=None) -> int:
     reference = analyzer.analyse(originals)
     seconds = time.perf_counter() - t0
     detection = fm.detection_rate(reference)
-    rows = []
+    train, _ = load_ffhq_faces(args.data, 0, args.train_last, args.size)
+    blocks = args.size // 16  # grid lines every 16 px, as in benchmarks/real_faces.py
+    degraded = [(f"Gaussian blur sigma {sigma} px", "blur", gaussian_blur(originals, sigma)) for sigma in SIGMAS]
+    degraded.append((f"mean image of faces 0-{args.train_last}", "smooth",
+                     np.broadcast_to(train.mean(axis=0), originals.shape).astype(np.float32)))
+    degraded += [(f"projection on {k} principal components", "smooth", pca_projection(train, originals, k))
+                 for k in COMPONENTS]
     self_identity = fm.identity_kept(reference, reference)
-    rows.append({"degradation": "none (originals vs themselves)", "sigma": 0.0, "psnr_db": float("inf"),
-                 "detection_rate": detection.rate, "identity_kept": self_identity.kept,
-                 "median_distance": self_identity.median_distance, "kept_of_detected": self_identity.kept_of_detected,
-                 "both_detected": self_identity.both_detected,
-                 "frechet_face_distance": fm.frechet_face_distance(reference, reference).distance})
-    blurred_sets = []
-    for sigma in SIGMAS:
-        blurred = gaussian_blur(originals, sigma)
-        blurred_sets.append(blurred)
+    rows = [{"degradation": "none (originals vs themselves)", "kind": "original", "psnr_db": float("inf"),
+             "detection_rate": detection.rate, "identity_kept": self_identity.kept,
+             "median_distance": self_identity.median_distance, "kept_of_detected": self_identity.kept_of_detected,
+             "both_detected": self_identity.both_detected,
+             "frechet_face_distance": fm.frechet_face_distance(reference, reference).distance,
+             "seam_ratio": seam_ratio(originals, blocks), "local_seam_ratio": local_seam_ratio(originals, blocks)}]
+    for name, kind, images in degraded:
         t0 = time.perf_counter()
-        analysis = analyzer.analyse(blurred)
+        analysis = analyzer.analyse(images)
         seconds += time.perf_counter() - t0
         identity = fm.identity_kept(reference, analysis)
-        rows.append({"degradation": f"Gaussian blur sigma {sigma} px", "sigma": sigma,
-                     "psnr_db": psnr(float(np.mean((blurred - originals) ** 2))),
+        try:
+            frechet = fm.frechet_face_distance(reference, analysis).distance
+        except ValueError:  # fewer than 2 detected faces (the mean image is one face)
+            frechet = None
+        rows.append({"degradation": name, "kind": kind,
+                     "psnr_db": psnr(float(np.mean((images - originals) ** 2))),
                      "detection_rate": fm.detection_rate(analysis).rate, "identity_kept": identity.kept,
                      "median_distance": identity.median_distance, "kept_of_detected": identity.kept_of_detected,
-                     "both_detected": identity.both_detected,
-                     "frechet_face_distance": fm.frechet_face_distance(reference, analysis).distance})
-    kept = [row["identity_kept"] for row in rows]
+                     "both_detected": identity.both_detected, "frechet_face_distance": frechet,
+                     "seam_ratio": seam_ratio(images, blocks), "local_seam_ratio": local_seam_ratio(images, blocks)})
+    kept = [row["identity_kept"] for row in rows if row["kind"] in ("original", "blur")]
     checks = {
         "detection_rate_originals_at_least_95pct": detection.rate >= 0.95,
         "identity_kept_originals_100pct": self_identity.kept == 1.0,
         "identity_kept_decreases_with_blur": bool(all(a > b for a, b in zip(kept, kept[1:]))),
     }
-    images_analysed = len(originals) * (1 + len(SIGMAS))
+    images_analysed = len(originals) * (1 + len(degraded))
     result = {"data": os.path.realpath(args.data), "indices": f"{args.first}-{args.last}", "faces": len(indices),
               "missing": sorted(set(range(args.first, args.last + 1)) - set(indices)), "image_size": args.size,
               "dlib_size": analyzer.size, "rows": rows, "checks": checks,
@@ -134,14 +162,16 @@ def main(argv=None) -> int:
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     _write(args.out + ".json", json.dumps(result, indent=2) + "\n")
     _write(args.out + ".md", render_markdown(result))
-    _sheet([originals[:10]] + [b[:10] for b in blurred_sets], args.out + ".png")
+    _sheet([originals[:10]] + [images[:10] for _, _, images in degraded], args.out + ".png")
     print(render_markdown(result))
     return 0 if all(checks.values()) else 1
 
 
-def _display(value: float) -> float:
-    """Round-off of order 1e-10 around 0 prints as 0.0000 rather than -0.0000."""
-    return 0.0 if abs(value) < 5e-5 else value
+def _number(value, digits: int) -> str:
+    """value with ``digits`` decimals ("n/a" for None or nan); round-off of order 1e-10 around 0 prints as 0."""
+    if value is None or value != value:
+        return "n/a"
+    return f"{0.0 if abs(value) < 5e-5 else value:.{digits}f}"
 
 
 def render_markdown(result: dict) -> str:
@@ -149,13 +179,13 @@ def render_markdown(result: dict) -> str:
              f"{result['missing'] or 'none'}) at {result['image_size']} px, upscaled to {result['dlib_size']} px for dlib; "
              "identity is against the unblurred original (same person: descriptor distance < 0.6).", "",
              "| images | PSNR (dB) | face detection rate | identity kept | kept where both detected | median distance "
-             "(both detected) | Frechet face distance |",
-             "|---|---|---|---|---|---|---|"]
+             "(both detected) | Frechet face distance | seam ratio | local seam ratio |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in result["rows"]:
         lines.append(f"| {row['degradation']} | {row['psnr_db']:.2f} | {100 * row['detection_rate']:.0f}% | "
                      f"{100 * row['identity_kept']:.0f}% | {100 * row['kept_of_detected']:.0f}% ({row['both_detected']}) | "
-                     f"{row['median_distance']:.3f} | "
-                     f"{_display(row['frechet_face_distance']):.4f} |")
+                     f"{_number(row['median_distance'], 3)} | {_number(row['frechet_face_distance'], 4)} | "
+                     f"{row['seam_ratio']:.3f} | {row['local_seam_ratio']:.3f} |")
     lines += ["", "Checks: " + ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in result["checks"].items()),
               "", f"Face metrics ran at {result['face_metrics_images_per_second']:.1f} images/s on this machine. "
               f"Command: `PYTHONPATH=. python {result['command']}` ({result['seconds']} s).", ""]
