@@ -5,8 +5,11 @@
     python -m facevae.attributes --model saved_models/latent-demo --data shards/ffhq64 --attribute smiling \\
         --images me.jpg you.png --alphas -3:3:7 --out smiling.png
     python -m facevae.attributes --model runs/latent-demo --vector glasses.npy --images me.jpg --out g.png
+    python -m facevae.attributes --model saved_models/ffhq-64 --data shards/ffhq64 --attribute 'age>=40' --out age.png
 
-The vector is mean(z | attribute) - mean(z | not) over --count faces of --data, normalised to unit
+A continuous column (FFHQ's age in years, its smile probability) is an attribute only with a threshold:
+'age>=40' has faces of 40 and over on the "with" side, so positive alphas age a face and negative ones make
+it younger. The vector is mean(z | attribute) - mean(z | not) over --count faces of --data, normalised to unit
 length (``facevae.analysis.latent.attribute_vector``; --balance holds correlated attributes fixed by least
 squares). It is saved beside the grid (grid.png -> grid.npy, unit vector, and grid.json, its statistics).
 Alphas are multiples of the vector's class-mean gap unless --alpha-units latent: alpha = 1 is the
@@ -49,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="run directory or exported SavedModel")
     p.add_argument("--data", default="synthetic",
                    help="'synthetic' (built-in faces) or a shard directory from data_prep (default: synthetic)")
-    p.add_argument("--attribute", help="attribute name (see --list)")
+    p.add_argument("--attribute", help="attribute name (see --list), or a column compared with a threshold, "
+                                       "needed for continuous columns: 'age>=40', 'smile<0.2'")
     p.add_argument("--list", action="store_true", help="print the attributes --data offers and exit")
     p.add_argument("--vector", help="load this saved vector (.npy) instead of computing one")
     p.add_argument("--images", nargs="+", help="faces to edit (default: --rows faces of the data, half with it)")
@@ -80,19 +84,20 @@ def _vector(args, model):
     if faces.note:
         print(faces.note, file=sys.stderr)
     name = args.attribute
+    labels, known = faces.binary(name)  # before encoding: a continuous column without a threshold fails at once
     z = model.encode(faces.images)
-    known = faces.known[name].copy()
     train = np.zeros(len(z), bool)
     train[:min(args.count, len(z) - 1)] = True
     fit = train & known
-    control = latent.balance_controls(faces.labels, faces.known, name, fit) if args.balance else {}
-    vector = latent.attribute_vector(z[fit], faces.labels[name][fit], name, control=control)
+    control = (latent.balance_controls({**faces.labels, name: labels}, {**faces.known, name: known}, name, fit)
+               if args.balance else {})
+    vector = latent.attribute_vector(z[fit], labels[fit], name, control=control)
     test = ~train & known
     auc = None
-    y = faces.labels[name][test]
+    y = labels[test]
     if y.any() and not y.all():
         auc = latent.separation_auc(vector, z[test], y)
-    return vector, auc, faces, test
+    return vector, auc, faces.images, labels, test
 
 
 def _attach_values(argv: list[str]) -> list[str]:
@@ -114,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list:
         names = attribute_names(args.data)
         print(f"{args.data}: {', '.join(names) if names else 'no attributes'}")
+        if names:
+            print("columns that are not 0/1 (FFHQ's age, smile) need a threshold: --attribute 'age>=40'")
         return 0
     if not args.model:
         parser.error("--model is required (unless --list)")
@@ -132,14 +139,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from facevae.analysis.plots import save_image_grid
 
     model = load_inference_model(args.model)
-    faces = None
     if args.vector:
         vector = latent.load_vector(args.vector, name=args.attribute)
         if vector.direction.shape != (model.latent_dim,):
             raise ValueError(f"vector {args.vector!r} has size {vector.direction.size}; the model's latent size is {model.latent_dim}")
         print(f"loaded {vector.name!r} vector from {args.vector} (gap {vector.gap:.3f})")
     else:
-        vector, auc, faces, test = _vector(args, model)
+        vector, auc, data_images, labels, test = _vector(args, model)
         stem = os.path.splitext(args.out)[0]
         saved = latent.save_vector(f"{stem}.npy", vector,
                                    extra={"model": model.source, "data": args.data, "held_out_auc": auc})
@@ -154,10 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(note, file=sys.stderr)
     else:  # faces the vector was not computed from: without the attribute first, then with it
         index = np.flatnonzero(test)
-        y = faces.labels[vector.name][index]
+        y = labels[index]
         half = args.rows // 2
         chosen = list(index[~y][:args.rows - half]) + list(index[y][:half])
-        images = faces.images[chosen]
+        images = data_images[chosen]
 
     alphas = args.alphas * (vector.gap if args.alpha_units == "gap" else 1.0)
     edited = latent.apply(model.encode(images), vector, alphas)  # [N, A, d]

@@ -188,3 +188,34 @@ def test_balance_on_shards_with_unknown_labels_and_a_copied_attribute(setup, tmp
     assert main(["--model", export, "--data", str(tmp_path / "shards"), "--attribute", "smiling", "--balance",
                  "--count", "30", "--rows", "2", "--alphas", "-1:1:3", "--out", str(tmp_path / "smiling.png")]) == 0
     assert json.loads((tmp_path / "smiling.json").read_text())["controlled_for"] == ["lip_makeup"]
+
+
+def test_a_continuous_attribute_needs_a_threshold_and_works_with_one(setup, tmp_path):
+    """FFHQ's age is in years: named alone it is a one-line error suggesting a threshold (the median); 'age>=40'
+    puts the faces of 40 and over on the 'with' side of the vector."""
+    from data_prep.pipeline import load
+    from data_prep.prepare import prepare_dataset
+    from facevae.attributes import main
+    from facevae.data.labelled_faces import AttributeDataError
+
+    _, export, _, _ = setup
+    rng = np.random.default_rng(4)
+    (tmp_path / "src").mkdir()
+    rows = ["file,glasses,age"]
+    for i in range(48):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "src" / f"{i:03d}.png")
+        rows.append(f"{i:03d}.png,{i % 3 == 0:d},{18 + (i * 7) % 53}")
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+    shards = str(tmp_path / "shards")
+    prepare_dataset("folder", str(tmp_path / "src"), shards, size=32, progress=False,
+                    attributes=str(tmp_path / "table.csv"))
+    with pytest.raises(AttributeDataError, match=r"'age' is not 0/1 .*name a threshold, for example --attribute "
+                                                 r"'age>="):
+        main(["--model", export, "--data", shards, "--attribute", "age", "--count", "30"])
+    assert main(["--model", export, "--data", shards, "--attribute", "age>=40", "--count", "30", "--rows", "2",
+                 "--alphas", "-1:1:3", "--out", str(tmp_path / "age.png")]) == 0
+    ages = np.concatenate([a["age"] for _, a in load(shards, "train", 64, training=False, with_attributes=True)
+                           .as_numpy_iterator()])[:30]
+    saved = json.loads((tmp_path / "age.json").read_text())
+    assert saved["name"] == "age>=40" and saved["counts"] == [int((ages >= 40).sum()), int((ages < 40).sum())]
+    assert (tmp_path / "age.png").is_file()
