@@ -35,7 +35,7 @@ import time
 
 import numpy as np
 
-__all__ = ["VARIANTS", "prepare_shards", "train_variant", "measure", "render_markdown", "main"]
+__all__ = ["VARIANTS", "prepare_shards", "train_variant", "training_minutes", "measure", "render_markdown", "main"]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED = os.path.join(os.path.dirname(HERE), "..", "shared", "data")
@@ -182,6 +182,15 @@ def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits:
     return row, pictures
 
 
+def training_minutes(metrics: dict) -> tuple[float, str | None]:
+    """(minutes, note) of a run's training from its metrics.json: ``train_seconds`` covers every session of a
+    resumed run; where it is missing (an older file) or unknown (a session was interrupted), the last session's
+    ``train_seconds_this_session``, noted "last session"."""
+    if metrics.get("train_seconds") is not None:
+        return metrics["train_seconds"] / 60, None
+    return metrics.get("train_seconds_this_session", float("nan")) / 60, "last session"
+
+
 def _sheet(path: str, rows: list) -> None:
     from facevae.analysis.plots import save_image_grid
 
@@ -215,7 +224,8 @@ def render_markdown(results: dict, command: str) -> str:
              + " | ".join(f"T={t:g} detected | T={t:g} FFD | T={t:g} seams (local)" for t in TEMPERATURES) + " |",
              "|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|" * len(TEMPERATURES)]
     for name, r in results.items():
-        cells = [name, f"{r['train_minutes']:.1f}", f"{r['psnr_db']:.1f}", _pct(r["identity_kept"]),
+        minutes = f"{r['train_minutes']:.1f}" + (f" ({r['train_minutes_note']})" if r.get("train_minutes_note") else "")
+        cells = [name, minutes, f"{r['psnr_db']:.1f}", _pct(r["identity_kept"]),
                  _num(r["median_distance"], 3), _num(r["frechet_reconstructions"], 4),
                  _seams(r["seam_reconstructions"], r.get("local_seam_reconstructions"))]
         for t in TEMPERATURES:
@@ -304,14 +314,16 @@ def main(argv=None) -> int:
             trained = json.load(open(os.path.join(run_dir, "metrics.json")))
             config = json.load(open(os.path.join(run_dir, "config.json")))
             flags, epochs, batch_size = [], config["train"]["epochs"], config["train"]["batch_size"]
-            minutes = trained.get("train_seconds_this_session", float("nan")) / 60
+            minutes, minutes_note = training_minutes(trained)
         else:
             epochs, batch_size = args.epochs, args.batch_size
             run_dir, minutes = train_variant(name, flags, shards, args.work, epochs, batch_size, size)
+            minutes_note = None
         row, pictures = measure(run_dir, shards, args.samples, args.seed, name, not args.no_edits,
                                 os.path.join(args.work, "judges"))
         results[name] = {"description": description, "flags": flags, "epochs": epochs,
-                         "batch_size": batch_size, "train_minutes": minutes, "command": command, **row}
+                         "batch_size": batch_size, "train_minutes": minutes, "train_minutes_note": minutes_note,
+                         "command": command, **row}
         _sheet(os.path.join(args.out, f"real_faces_{name}.png"), pictures)
         _write(json_path, json.dumps(results, indent=2) + "\n")
         _write(os.path.join(args.out, "real_faces.md"), render_markdown(results, command))

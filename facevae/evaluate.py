@@ -18,9 +18,10 @@ detection rate, identity kept (descriptor distance < 0.6) with the median distan
 face distance of the reconstructions vs the originals; and ``--samples N`` prior samples at
 ``--temperature T``: detection rate and Frechet face distance vs the originals. The seam ratio
 (``facevae.analysis.metrics.seam_ratio``, 1.0 = no block grid) and the local seam ratio (the same grid lines
-against their neighbours, ``local_seam_ratio``) of originals, reconstructions and samples come with it. ``--fid`` (with ``--inception-weights PATH``, or Keras' cache) adds FID and
-KID (with its standard error) of the samples and of the reconstructions vs the originals
-(``facevae.analysis.inception``); the weights are never downloaded.
+against their neighbours, ``local_seam_ratio``) of originals, reconstructions and samples come with it.
+``--fid`` (with ``--inception-weights PATH``, or Keras' cache) adds FID and KID (with its standard error) of the
+samples and of the reconstructions vs the originals (``facevae.analysis.inception``); the weights are never
+downloaded.
 
     python -m facevae.evaluate --model runs/ffhq-64 --data-dir shards/ffhq_1k --face-metrics \
         --fid --inception-weights ~/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5

@@ -567,9 +567,27 @@ def fit(
             lock.release()
 
 
+def _earlier_train_seconds(run: RunDir, initial_epoch: int) -> float | None:
+    """Training seconds of the sessions before this one: 0 for a new run; for a resumed run, the ``train_seconds``
+    its metrics.json recorded when that session ended exactly at the epoch this one resumes from; None (unknown)
+    when a session in between was interrupted (it wrote no metrics.json) or the file is unreadable."""
+    if initial_epoch == 0:
+        return 0.0
+    try:
+        with open(run.metrics) as handle:
+            earlier = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    if earlier.get("epochs") != initial_epoch:
+        return None
+    seconds = earlier.get("train_seconds", earlier.get("train_seconds_this_session"))  # older files: one session
+    return float(seconds) if isinstance(seconds, (int, float)) else None
+
+
 def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callbacks, verbose, jit,
          replicas) -> TrainResult:
     checkpoint, initial_epoch = run.latest_checkpoint() if resume else (None, 0)
+    earlier_seconds = _earlier_train_seconds(run, initial_epoch)
     if resume and chief:
         _prepare_resume(run, initial_epoch)
         if changes:
@@ -634,6 +652,7 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
         "replicas": replicas,
         "global_batch_size": config.train.batch_size * replicas,
         "train_seconds_this_session": round(seconds, 1),
+        "train_seconds": None if earlier_seconds is None else round(earlier_seconds + seconds, 1),
         "images_per_second_this_session": round((steps - steps_before) * config.train.batch_size * replicas
                                                 / max(seconds, 1e-9), 1),
         "validation": validation,

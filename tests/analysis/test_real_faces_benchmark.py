@@ -33,3 +33,14 @@ def test_the_table_gives_the_local_seam_ratio_in_brackets_where_a_row_has_one(be
             if line.startswith(("| old", "| new"))]
     assert rows[0].split(" | ")[6:8] == ["1.23", "75%"] and "(" not in rows[0]
     assert rows[1].split(" | ")[6] == "1.23 (1.07)" and rows[1].count("1.20 (1.06)") == len(bench.TEMPERATURES)
+
+
+def test_training_minutes_cover_every_session_and_say_when_they_cannot(bench):
+    assert bench.training_minutes({"train_seconds": 5580.0, "train_seconds_this_session": 2634.0}) == (93.0, None)
+    unknown = {"train_seconds": None, "train_seconds_this_session": 2634.0}  # a session was interrupted
+    assert bench.training_minutes(unknown) == (43.9, "last session")
+    assert bench.training_minutes({"train_seconds_this_session": 1200.0}) == (20.0, "last session")  # an older file
+    row = {"train_minutes": 43.9, "train_minutes_note": "last session", "psnr_db": 20.5, "identity_kept": 0.32,
+           "median_distance": 0.6, "frechet_reconstructions": 0.127, "seam_reconstructions": 1.07,
+           "samples": {f"{t:g}": {"detected": 0.85, "frechet": 0.12, "seam": 1.08} for t in bench.TEMPERATURES}}
+    assert "| r | 43.9 (last session) | 20.5 |" in bench.render_markdown({"r": row}, "cmd")

@@ -231,7 +231,8 @@ def test_evaluate_face_metrics_on_a_tiny_mse_run(tiny_mse_run, tmp_path, capsys)
     recon = faces["reconstructions"]
     assert recon["identity_kept"] <= min(recon["detection_rate"], faces["originals"]["detection_rate"])
     out = capsys.readouterr().out
-    for label in ("identity kept", "Frechet face distance", "samples T=0.5: faces detected (of 6)", "seam ratio (local)"):
+    for label in ("identity kept", "Frechet face distance", "samples T=0.5: faces detected (of 6)",
+                  "seam ratio (local)"):
         assert label in out, label
     assert "FID" not in out
 

@@ -91,9 +91,13 @@ def test_resume_changes_the_learning_rate_and_records_it(tiny_config, capsys):
     config = _small(tiny_config)
     result = fit(config, verbose=0)
     run = result.run_dir
+    first = result.metrics["train_seconds"]
+    assert first == result.metrics["train_seconds_this_session"] > 0
     code = train.main(["--resume", run, "--epochs", "2", "--learning-rate", "1e-4", "--keep-checkpoints", "1",
                        "--quiet"])
     assert code == 0, capsys.readouterr().err
+    metrics = json.load(open(os.path.join(run, "metrics.json")))  # both sessions' training time
+    assert metrics["train_seconds"] == pytest.approx(first + metrics["train_seconds_this_session"], abs=0.11)
     saved = json.load(open(os.path.join(run, "config.json")))
     assert saved["train"]["learning_rate"] == 1e-4 and saved["train"]["epochs"] == 2
     assert saved["changes"] == [{"epoch": 2, "changed": {"train.epochs": [1, 2], "train.learning_rate": [1e-3, 1e-4],

@@ -53,6 +53,7 @@ def test_resume_continues_at_the_next_epoch_with_optimizer_state(tiny_config, tm
     history = plots.read_history(os.path.join(run, "history.csv"))
     assert history["epoch"] == [0, 1, 2, 3]
     assert result.metrics["optimizer_steps"] == 4 * 6
+    assert result.metrics["train_seconds"] is None  # the interrupted session wrote no metrics.json: unknown
     assert float(result.model.kl_weight.numpy()) == 1.0
     best = json.load(open(os.path.join(run, "best_checkpoint.json")))["epoch"]  # kept: newest 3 and the best
     kept = sorted(os.listdir(os.path.join(run, "checkpoints")))
