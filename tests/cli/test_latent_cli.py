@@ -167,25 +167,37 @@ def test_shard_attributes_come_from_the_manifest(tmp_path, capsys):
         main(["--list", "--data", str(tmp_path / "nowhere")])
 
 
+def _shards_with_attributes(tmp_path, columns: str, row, seed: int, count: int = 48) -> str:
+    """Shards (32 px, data_prep folder) of ``count`` random 16-px images with an attribute table: header
+    ``file,<columns>``, and for image i the line ``<file><row(i)>``."""
+    from data_prep.prepare import prepare_dataset
+
+    rng = np.random.default_rng(seed)
+    (tmp_path / "src").mkdir()
+    lines = [f"file,{columns}"]
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "src" / f"{i:03d}.png")
+        lines.append(f"{i:03d}.png{row(i)}")
+    (tmp_path / "table.csv").write_text("\n".join(lines) + "\n")
+    prepare_dataset("folder", str(tmp_path / "src"), str(tmp_path / "shards"), size=32, progress=False,
+                    attributes=str(tmp_path / "table.csv"))
+    return str(tmp_path / "shards")
+
+
 def test_balance_on_shards_with_unknown_labels_and_a_copied_attribute(setup, tmp_path):
     """--balance on FFHQ-like shards: some faces lack labels (no face found), and 'smile' copies 'smiling'. The
     controls are chosen among the attributes known for every face the vector is fitted on, without the copy."""
-    from data_prep.prepare import prepare_dataset
     from facevae.attributes import main
 
     _, export, _, _ = setup
-    rng = np.random.default_rng(3)
-    (tmp_path / "src").mkdir()
-    rows = ["file,smiling,smile,lip_makeup"]
-    for i in range(48):
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "src" / f"{i:03d}.png")
+
+    def row(i):
         smiling = i % 2 == 0
         makeup = smiling != (i % 5 == 0)  # agrees with smiling on 4 faces in 5
-        rows.append(f"{i:03d}.png,,,{int(makeup)}" if i % 7 == 3 else f"{i:03d}.png,{int(smiling)},{int(smiling)},{int(makeup)}")
-    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
-    prepare_dataset("folder", str(tmp_path / "src"), str(tmp_path / "shards"), size=32, progress=False,
-                    attributes=str(tmp_path / "table.csv"))
-    assert main(["--model", export, "--data", str(tmp_path / "shards"), "--attribute", "smiling", "--balance",
+        return f",,,{int(makeup)}" if i % 7 == 3 else f",{int(smiling)},{int(smiling)},{int(makeup)}"
+
+    shards = _shards_with_attributes(tmp_path, "smiling,smile,lip_makeup", row, seed=3)
+    assert main(["--model", export, "--data", shards, "--attribute", "smiling", "--balance",
                  "--count", "30", "--rows", "2", "--alphas", "-1:1:3", "--out", str(tmp_path / "smiling.png")]) == 0
     assert json.loads((tmp_path / "smiling.json").read_text())["controlled_for"] == ["lip_makeup"]
 
@@ -194,21 +206,11 @@ def test_a_continuous_attribute_needs_a_threshold_and_works_with_one(setup, tmp_
     """FFHQ's age is in years: named alone it is a one-line error suggesting a threshold (the median); 'age>=40'
     puts the faces of 40 and over on the 'with' side of the vector."""
     from data_prep.pipeline import load
-    from data_prep.prepare import prepare_dataset
     from facevae.attributes import main
     from facevae.data.labelled_faces import AttributeDataError
 
     _, export, _, _ = setup
-    rng = np.random.default_rng(4)
-    (tmp_path / "src").mkdir()
-    rows = ["file,glasses,age"]
-    for i in range(48):
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "src" / f"{i:03d}.png")
-        rows.append(f"{i:03d}.png,{i % 3 == 0:d},{18 + (i * 7) % 53}")
-    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
-    shards = str(tmp_path / "shards")
-    prepare_dataset("folder", str(tmp_path / "src"), shards, size=32, progress=False,
-                    attributes=str(tmp_path / "table.csv"))
+    shards = _shards_with_attributes(tmp_path, "glasses,age", lambda i: f",{i % 3 == 0:d},{18 + (i * 7) % 53}", seed=4)
     with pytest.raises(AttributeDataError, match=r"'age' is not 0/1 .*name a threshold, for example --attribute "
                                                  r"'age>="):
         main(["--model", export, "--data", shards, "--attribute", "age", "--count", "30"])
