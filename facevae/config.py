@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -121,6 +122,8 @@ class DataConfig:
     flip: random horizontal flips (faces).
     shift: random translations of training images from shards by up to this many pixels down and across
     (reflect-padded; data_prep.pipeline.load); 0 = none.
+    shift_until: the share of the epochs that are shifted: epochs 0 .. ceil(shift_until * epochs) - 1 train on
+    translated images, the rest on the images as they are (``shift_off_epoch``); 1 = every epoch.
     """
 
     dataset: str = "synthetic"
@@ -142,6 +145,10 @@ class DataConfig:
     shift: int = field(default=0, metadata=flag(
         "randomly translate each training image from shards by up to N pixels down and across (reflect-padded "
         "edges); 0 = off", parse="non_negative_int"))
+    shift_until: float = field(default=1.0, metadata=flag(
+        "share of the epochs, from the first, that --shift applies to (0.7: the first 70%%); later epochs train "
+        "on the images as they are, which removes the faint line grid the shift brings; 1 = every epoch",
+        parse="positive_float", resume=True))
 
     def validate(self) -> None:
         _choice("dataset", self.dataset, DATASETS)
@@ -158,6 +165,11 @@ class DataConfig:
         if not 0 <= self.shift <= self.image_size // 2:
             raise ValueError(f"--shift {self.shift} is outside 0..{self.image_size // 2} (half of --image-size "
                              f"{self.image_size}); pass a smaller --shift")
+        if not 0 < self.shift_until <= 1:
+            raise ValueError(f"--shift-until {self.shift_until} is not a share of the epochs; pass a number in (0, 1]")
+        if self.shift_until < 1 and not self.shift:
+            raise ValueError(f"--shift-until {self.shift_until} stops a shift that is off; pass --shift N too, or "
+                             "drop --shift-until")
         if self.dataset == "synthetic" and self.shift:
             raise ValueError(f"--shift {self.shift} translates images read from shards; --dataset synthetic renders "
                              "its faces (centred by construction): drop --shift")
@@ -165,6 +177,13 @@ class DataConfig:
         _positive("validation_count", self.validation_count)
         if self.binarize is not None:
             _choice("binarize", self.binarize, ("dynamic",))
+
+    def shift_off_epoch(self, epochs: int) -> int | None:
+        """The first epoch (counted from 0) trained on the images as they are when ``shift_until`` < 1:
+        ceil(shift_until * epochs); None when every epoch is shifted (or none is)."""
+        if not self.shift or self.shift_until >= 1:
+            return None
+        return math.ceil(self.shift_until * epochs)
 
 
 @dataclass

@@ -33,6 +33,7 @@ class TrainingData:
     mean_image: np.ndarray  # float32 [S, S, C], mean of the training images (a baseline predictor)
     train_images: int | None = None  # images in the training split, when known
     batch_size: int | None = None  # the global batch the training split is cut into (whole batches only)
+    aligned_train: tf.data.Dataset | None = None  # the training split without --shift, for --shift-until < 1
 
     def epoch_note(self, steps_per_epoch: int | None = None) -> str | None:
         """One line when an epoch is a pass of fewer than a few steps: how many, and the images dropped by
@@ -189,10 +190,14 @@ def _shard_datasets(data: DataConfig, batch_size: int, seed: int) -> TrainingDat
         shard_dir, "train", batch_size, training=True, flip=data.flip, shift=data.shift, binarize=binarize,
         seed=seed
     )
+    aligned = None
+    if data.shift and data.shift_until < 1:
+        aligned = pipeline.load(shard_dir, "train", batch_size, training=True, flip=data.flip, binarize=binarize,
+                                seed=seed)
     validation = pipeline.load(shard_dir, held_out, batch_size, training=False, binarize=binarize, seed=seed)
     preview = np.concatenate([b.numpy() for b in validation.take(max(1, 64 // batch_size + 1))])[:64]
     mean_image = _mean_image(pipeline.load(shard_dir, "train", 256, training=False, seed=seed).take(40))
-    return TrainingData(train, validation, preview, mean_image, splits.get("train", 0), batch_size)
+    return TrainingData(train, validation, preview, mean_image, splits.get("train", 0), batch_size, aligned)
 
 
 def _mean_image(dataset: tf.data.Dataset) -> np.ndarray:

@@ -41,16 +41,23 @@ class EpochLoop:
     As in ``model.fit``, with steps_per_epoch set one iterator runs on across epochs (and a new pass
     starts when the data ends, so every epoch has steps_per_epoch steps); logs are running means of
     the batch means; validation logs get a ``val_`` prefix. ``before_validation()``, if given, runs before
-    each validation pass (the trainer re-estimates BatchNorm statistics there).
+    each validation pass (the trainer re-estimates BatchNorm statistics there). ``aligned_from`` = (epoch,
+    dataset): from that epoch on (counted from 0) train on ``dataset`` instead (``--shift-until``);
+    ``train_data`` is the (undistributed) dataset the current epoch trains on.
     """
 
     def __init__(self, model, strategy, train, validation, train_step, eval_step, steps_per_epoch,
-                 before_validation=None):
+                 before_validation=None, aligned_from=None):
         self.model, self.strategy, self.steps = model, strategy, steps_per_epoch
         self.before_validation = before_validation  # called before each validation pass (precise BatchNorm)
-        self.train, self.validation = distribute_dataset(strategy, train), distribute_dataset(strategy, validation)
+        self.validation = distribute_dataset(strategy, validation)
         self.train_step, self.eval_step = train_step, eval_step
-        self.iterator = None
+        self.aligned_from = aligned_from
+        self._use_train(train)
+
+    def _use_train(self, train) -> None:
+        """Train on ``train`` from the next batch on, starting a new pass over it."""
+        self.train_data, self.train, self.iterator = train, distribute_dataset(self.strategy, train), None
 
     def _batches(self):
         """One pass over the data, or exactly ``steps`` batches from an iterator that runs on across
@@ -80,6 +87,9 @@ class EpochLoop:
         model.stop_training = False
         callbacks.on_train_begin()
         for epoch in range(initial_epoch, epochs):
+            if self.aligned_from is not None and epoch >= self.aligned_from[0] \
+                    and self.train_data is not self.aligned_from[1]:
+                self._use_train(self.aligned_from[1])
             callbacks.on_epoch_begin(epoch)
             totals, logs = {}, {}
             for index, batch in enumerate(self._batches()):

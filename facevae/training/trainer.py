@@ -335,8 +335,8 @@ def resume_changes(saved: RunConfig, wanted: RunConfig) -> dict[str, list]:
     if refused:
         raise ResumeConflict("these cannot change on --resume: " + "; ".join(refused)
                              + ". Start a new run for them (--resume may change --epochs, --learning-rate, "
-                               "--lr-schedule, --steps-per-epoch, --export-dir, --keep-checkpoints, --strategy, "
-                               "--jit-compile)")
+                               "--lr-schedule, --steps-per-epoch, --shift-until, --export-dir, --keep-checkpoints, "
+                               "--strategy, --jit-compile)")
     return changes
 
 
@@ -586,6 +586,10 @@ def _earlier_train_seconds(run: RunDir, initial_epoch: int) -> float | None:
 
 def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callbacks, verbose, jit,
          replicas) -> TrainResult:
+    aligned_epoch = config.data.shift_off_epoch(config.train.epochs)
+    if aligned_epoch is not None and data.aligned_train is None:
+        raise ValueError(f"--shift-until {config.data.shift_until} needs the training split without --shift "
+                         "(TrainingData.aligned_train); the data given to fit() has none")
     checkpoint, initial_epoch = run.latest_checkpoint() if resume else (None, 0)
     earlier_seconds = _earlier_train_seconds(run, initial_epoch)
     if resume and chief:
@@ -623,9 +627,12 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
     # Precise BatchNorm on one device; several replicas or workers keep the moving averages (their batch
     # statistics are synchronized, but re-estimating them would need a distributed pass: not done).
     precise = config.train.precise_bn_batches if replicas == 1 else 0
-    recalibrate = (lambda: recalibrate_batch_norm(model, data.train, precise)) if precise else None
+    # --shift-until: the last epochs (and the BatchNorm statistics and prior fitted after them) see aligned images
+    last_train = data.train if aligned_epoch is None else data.aligned_train
+    recalibrate = (lambda: recalibrate_batch_norm(model, loop.train_data, precise)) if precise else None
     loop = EpochLoop(model, strategy, data.train, data.validation, train_step, eval_step, config.train.steps_per_epoch,
-                     before_validation=recalibrate)
+                     before_validation=recalibrate,
+                     aligned_from=None if aligned_epoch is None else (aligned_epoch, data.aligned_train))
     started = time.perf_counter()
     steps_before = int(model.optimizer.iterations.numpy())
     if initial_epoch < config.train.epochs:
@@ -642,8 +649,8 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
             "Lower --learning-rate or use --kl-warmup, then --resume the run."
         )
 
-    if recalibrate is not None:
-        recalibrate()  # the statistics the export carries
+    if precise:
+        recalibrate_batch_norm(model, last_train, precise)  # the statistics the export carries
     validation = evaluate(eval_step, loop.validation)  # every worker takes part (collective ops)
     steps = int(model.optimizer.iterations.numpy())
     metrics = {
@@ -660,7 +667,7 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
     if not chief:
         return TrainResult(run.path, export_dir, metrics, model)
     if model.prior is not None:  # fitted to the training codes; the export's sample endpoint maps noise through it
-        metrics["prior"] = fit_and_save_prior(model, run, data.train, data.validation, seed=config.train.seed)
+        metrics["prior"] = fit_and_save_prior(model, run, last_train, data.validation, seed=config.train.seed)
         # the epoch sheets sample N(0, I) (the prior is fitted only now): 32 samples through the fit
         noise = np.random.default_rng(config.train.seed).standard_normal((32, config.model.latent_dim))
         plots.save_image_grid(run.prior_samples, model.sample(noise=noise.astype(np.float32)).numpy())
