@@ -513,7 +513,8 @@ def _faces(dataset: str, size: int) -> RunConfig:
         # Random 1-px shifts (measured at 64 px, two seeds each against the same command without them): identity kept
         # on held-out real faces 30% and 31% against 27% and 23%, 21.4 / 21.3 dB against 20.8; validation loss still
         # improving at epoch 100 instead of overfitting from epoch 60; prior samples 76% / 75% detected against 80% /
-        # 78%, seams 1.23 / 1.22 against 1.17 (README, "Real faces, measured").
+        # 78%, seams 1.23 / 1.22 against 1.17 (README, "Real faces, measured"). Shifting only the first 70% of the
+        # epochs (--shift-until 0.7, three seeds) weakened the seams (1.15-1.21) but kept fewer identities (24-31%).
         data=DataConfig(dataset=dataset, image_size=size, channels=3, flip=True, shift=1),
         # A calibrated decoder (learned per-channel sigma, full Gaussian normaliser), a 4x4-kernel decoder and a
         # full-covariance Gaussian prior fitted to the training codes after training (issue 14): with the published
