@@ -114,12 +114,12 @@ def _attach_values(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(_attach_values(list(sys.argv[1:] if argv is None else argv)))
-    from facevae.data.labelled_faces import attribute_names, check_attribute
+    from facevae.data.labelled_faces import SYNTHETIC, attribute_names, check_attribute
 
     if args.list:
         names = attribute_names(args.data)
         print(f"{args.data}: {', '.join(names) if names else 'no attributes'}")
-        if names:
+        if names and args.data != SYNTHETIC:
             print("columns that are not 0/1 (FFHQ's age, smile) need a threshold: --attribute 'age>=40'")
         return 0
     if not args.model:

@@ -147,7 +147,8 @@ class DataConfig:
         "edges); 0 = off", parse="non_negative_int"))
     shift_until: float = field(default=1.0, metadata=flag(
         "share of the epochs, from the first, that --shift applies to (0.7: the first 70%%); later epochs train "
-        "on the images as they are, which removes the faint line grid the shift brings; 1 = every epoch",
+        "on the images as they are, which weakens the faint line grid the shift brings but keeps fewer identities "
+        "(README); 1 = every epoch",
         parse="positive_float", resume=True))
 
     def validate(self) -> None:
