@@ -334,9 +334,9 @@ def resume_changes(saved: RunConfig, wanted: RunConfig) -> dict[str, list]:
             refused.append(f"{_flag_name(key, field)} ({old!r} in config.json, {new!r} asked)")
     if refused:
         raise ResumeConflict("these cannot change on --resume: " + "; ".join(refused)
-                             + ". Start a new run for them (--resume may change --epochs, --learning-rate, "
-                               "--lr-schedule, --steps-per-epoch, --shift-until, --export-dir, --keep-checkpoints, "
-                               "--strategy, --jit-compile)")
+                             + ". Start a new run for them (--resume may change "
+                             + ", ".join(_flag_name(k, f) for k, f in _fields().items() if f.metadata.get("resume"))
+                             + ")")
     return changes
 
 
@@ -570,7 +570,8 @@ def fit(
 def _earlier_train_seconds(run: RunDir, initial_epoch: int) -> float | None:
     """Training seconds of the sessions before this one: 0 for a new run; for a resumed run, the ``train_seconds``
     its metrics.json recorded when that session ended exactly at the epoch this one resumes from; None (unknown)
-    when a session in between was interrupted (it wrote no metrics.json) or the file is unreadable."""
+    when a session in between was interrupted (it wrote no metrics.json), the file is unreadable, or it predates
+    ``train_seconds`` (its session may itself have been a resumed one)."""
     if initial_epoch == 0:
         return 0.0
     try:
@@ -580,7 +581,7 @@ def _earlier_train_seconds(run: RunDir, initial_epoch: int) -> float | None:
         return None
     if earlier.get("epochs") != initial_epoch:
         return None
-    seconds = earlier.get("train_seconds", earlier.get("train_seconds_this_session"))  # older files: one session
+    seconds = earlier.get("train_seconds")
     return float(seconds) if isinstance(seconds, (int, float)) else None
 
 

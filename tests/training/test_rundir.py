@@ -168,6 +168,9 @@ def test_resume_may_change_schedule_and_output_options_but_not_the_model_or_data
     message = str(error.value)
     assert "--latent-dim (32 in config.json, 16 asked)" in message and "--image-size (28" in message
     assert "data.dataset ('mnist' in config.json, 'binarized_mnist' asked)" in message and "\n" not in message
+    # it names what may change instead: every flag marked resume=True, --precise-bn-batches and --shift-until too
+    assert "(--resume may change --shift-until, --epochs, --learning-rate, --lr-schedule, --steps-per-epoch, " \
+           "--export-dir, --strategy, --jit-compile, --keep-checkpoints, --precise-bn-batches)" in message
 
 
 def test_pruning_keeps_the_newest_and_the_best(tmp_path):
@@ -194,3 +197,16 @@ def test_summary_line_says_higher_when_the_model_is_worse_than_the_mean_image():
     assert "(1.6x higher)" in summary_line(metrics)
     metrics.update(reconstruction_mse=0.002, mse_ratio=5.0)
     assert "(5.0x lower)" in summary_line(metrics)
+
+
+def test_earlier_training_time_is_known_only_from_a_session_that_ended_where_this_one_resumes(tmp_path):
+    from facevae.training.trainer import _earlier_train_seconds
+
+    run = RunDir(str(tmp_path))
+    assert _earlier_train_seconds(run, 0) == 0.0  # a new run
+    assert _earlier_train_seconds(run, 50) is None  # no metrics.json: the session before was interrupted
+    open(run.metrics, "w").write(json.dumps({"epochs": 50, "train_seconds": 1200.5}))
+    assert _earlier_train_seconds(run, 50) == 1200.5
+    assert _earlier_train_seconds(run, 70) is None  # a later session was interrupted after epoch 50
+    open(run.metrics, "w").write(json.dumps({"epochs": 50, "train_seconds_this_session": 1200.5}))
+    assert _earlier_train_seconds(run, 50) is None  # an older file: its session may itself have been resumed

@@ -1,5 +1,4 @@
 """--shift-until: the first share of the epochs trains on translated images, the rest on the images as they are."""
-import numpy as np
 import pytest
 import tensorflow as tf
 import keras
