@@ -34,7 +34,7 @@ import time
 import numpy as np
 from PIL import Image
 
-__all__ = ["load_ffhq_faces", "gaussian_blur", "pca_projection", "main", "render_markdown"]
+__all__ = ["load_ffhq_faces", "gaussian_blur", "main", "render_markdown"]
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "data", "ffhq_1k")
@@ -68,17 +68,6 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian_filter(images, sigma=(0, sigma, sigma, 0), mode="reflect").astype(np.float32)
 
 
-def pca_projection(train: np.ndarray, images: np.ndarray, components: int) -> np.ndarray:
-    """images [N, H, W, C] projected on the first ``components`` principal components of ``train`` [M, H, W, C]:
-    mean + V_k V_k^T (x - mean) per image, V_k the top right singular vectors of the centred training matrix
-    [M, H*W*C]; clipped to [0, 1], float32."""
-    flat = train.reshape(len(train), -1).astype(np.float64)
-    mean = flat.mean(axis=0)
-    basis = np.linalg.svd(flat - mean, full_matrices=False)[2][:components]
-    centred = images.reshape(len(images), -1) - mean
-    return np.clip((centred @ basis.T @ basis + mean).reshape(images.shape), 0.0, 1.0).astype(np.float32)
-
-
 def _sheet(rows: list[np.ndarray], path: str, scale: int = 2) -> None:
     grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows], axis=0)
     image = Image.fromarray(np.round(grid * 255).astype(np.uint8))
@@ -109,6 +98,7 @@ def main(argv=None) -> int:
 
     from facevae.analysis import face_metrics as fm
     from facevae.analysis.metrics import local_seam_ratio, psnr, seam_ratio
+    from facevae.analysis.pca import PrincipalFaces
 
     started = time.time()
     originals, indices = load_ffhq_faces(args.data, args.first, args.last, args.size)
@@ -122,7 +112,7 @@ def main(argv=None) -> int:
     degraded = [(f"Gaussian blur sigma {sigma} px", "blur", gaussian_blur(originals, sigma)) for sigma in SIGMAS]
     degraded.append((f"mean image of faces 0-{args.train_last}", "smooth",
                      np.broadcast_to(train.mean(axis=0), originals.shape).astype(np.float32)))
-    degraded += [(f"projection on {k} principal components", "smooth", pca_projection(train, originals, k))
+    degraded += [(f"projection on {k} principal components", "smooth", PrincipalFaces.fit(train, k).project(originals))
                  for k in COMPONENTS]
     self_identity = fm.identity_kept(reference, reference)
     rows = [{"degradation": "none (originals vs themselves)", "kind": "original", "psnr_db": float("inf"),

@@ -4,6 +4,7 @@
     PYTHONPATH=. python benchmarks/real_faces.py --variants defaults --epochs 100
     PYTHONPATH=. python benchmarks/real_faces.py --variants defaults --image-size 128   # row "defaults-128px"
     PYTHONPATH=. python benchmarks/real_faces.py --run folder-defaults=runs/RUN   # a run trained elsewhere
+    PYTHONPATH=. python benchmarks/real_faces.py --pca 200   # row "pca200": the linear baseline, nothing trained
 
 1. Shards: ``python -m data_prep ffhq --src SRC --size S --validation-indices 1000-1100 --attributes TABLE`` into
    ``--work/shards<S>`` (made once, reused); S = ``--image-size``, 64 by default.
@@ -17,7 +18,9 @@
    detection rate of samples; the seam ratio (``facevae.analysis.metrics.seam_ratio``; 1.0 = no block grid; lines
    every 16 px) of reconstructions and samples, and in brackets the local seam ratio (``local_seam_ratio``: the
    same lines against their neighbours, which face content barely moves); and the edit table of
-   ``benchmarks/attribute_edits.py`` for smiling, glasses, male.
+   ``benchmarks/attribute_edits.py`` for smiling, glasses, male. ``--pca K`` measures the same figures (edits
+   aside) for principal components of the training faces (``facevae.analysis.pca``): what a linear Gaussian model
+   with a K-number code keeps of the same faces.
 4. Writes ``--out/real_faces.{json,md}`` (all variants measured so far, merged by name) and
    ``--out/real_faces_<variant>.png``: held-out faces, their reconstructions, samples at T = 1 and 0.7, and the
    smile edit at the default strength on held-out faces without a smile.
@@ -110,7 +113,8 @@ def _edit_row(export, shards: str, held: np.ndarray, held_labels: np.ndarray, co
     z_train = export.encode(tf.constant(train_x[known]))["z"].numpy()
     vector = latent.attribute_vector(z_train, train_smiling[known] > 0.5, "smiling")
     without = np.flatnonzero(held_labels == 0)[:count]
-    z = export.encode(tf.constant(held[without]))["z"].numpy()
+    codes = export.code if hasattr(export, "code") else lambda images: export.encode(images)  # older exports
+    z = codes(tf.constant(held[without]))["z"].numpy()
     edited = latent.apply(z, vector, latent.default_alpha(vector))
     return export.decode(tf.constant(edited))["images"].numpy()
 
@@ -125,26 +129,11 @@ def _frechet(reference, analysis):
         return None
 
 
-def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits: bool,
-            judge_cache: str | None = None) -> tuple[dict, list]:
-    """Every figure of the table for one trained run, plus the picture rows.
-
-    The edit judge is cached in ``judge_cache`` (keyed by the shards' checksums, attributes and judge settings),
-    so that every variant measured on the same shards is judged by the same judge, trained once.
-    """
-    import tensorflow as tf
-
-    from data_prep.pipeline import load
+def judge_images(held: np.ndarray, recon: np.ndarray, sampled: dict) -> dict:
+    """The table's figures for held-out faces ``held``, their reconstructions ``recon`` and ``sampled``
+    {temperature: samples}, all [N, S, S, C] in [0, 1]."""
     from facevae.analysis import face_metrics as fm
     from facevae.analysis.metrics import local_seam_ratio, psnr, seam_ratio
-    from facevae.export.serving import load_export
-
-    export = load_export(os.path.join(run_dir, "export"))
-    held = _held_out(shards)
-    recon = export.reconstruct(tf.constant(held))["images"].numpy()
-    latent_dim = int(export.sample.concrete_functions[0].structured_input_signature[0][0].shape[-1])
-    noise = np.random.default_rng(seed).standard_normal((samples, latent_dim)).astype("float32")
-    sampled = {t: export.sample(tf.constant(t * noise))["images"].numpy() for t in TEMPERATURES}
 
     blocks = held.shape[1] // 16  # grid lines every 16 px: 4 x 4 cells at 64 px, 8 x 8 at 128 px
     analysis_held, analysis_recon = fm.analyse_faces(held), fm.analyse_faces(recon)
@@ -161,9 +150,36 @@ def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits:
     }
     for t, images in sampled.items():
         analysis = fm.analyse_faces(images)
-        row["samples"][f"{t:g}"] = {"count": samples, "detected": fm.detection_rate(analysis).rate,
+        row["samples"][f"{t:g}"] = {"count": len(images), "detected": fm.detection_rate(analysis).rate,
                                     "frechet": _frechet(analysis_held, analysis),
                                     "seam": seam_ratio(images, blocks), "local_seam": local_seam_ratio(images, blocks)}
+    return row
+
+
+def _noise(samples: int, dimensions: int, seed: int) -> np.ndarray:
+    """The fixed sample noise [samples, dimensions], the same for every row with that many dimensions."""
+    return np.random.default_rng(seed).standard_normal((samples, dimensions)).astype("float32")
+
+
+def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits: bool,
+            judge_cache: str | None = None) -> tuple[dict, list]:
+    """Every figure of the table for one trained run, plus the picture rows.
+
+    The edit judge is cached in ``judge_cache`` (keyed by the shards' checksums, attributes and judge settings),
+    so that every variant measured on the same shards is judged by the same judge, trained once.
+    """
+    import tensorflow as tf
+
+    from data_prep.pipeline import load
+    from facevae.export.serving import load_export
+
+    export = load_export(os.path.join(run_dir, "export"))
+    held = _held_out(shards)
+    recon = export.reconstruct(tf.constant(held))["images"].numpy()
+    latent_dim = int(export.sample.concrete_functions[0].structured_input_signature[0][0].shape[-1])
+    noise = _noise(samples, latent_dim, seed)
+    sampled = {t: export.sample(tf.constant(t * noise))["images"].numpy() for t in TEMPERATURES}
+    row = judge_images(held, recon, sampled)
     labels = np.concatenate([np.asarray(a["smiling"]) for _, a in
                              load(shards, "validation", 64, training=False, drop_remainder=False, with_attributes=True)])
     pictures = [held[:10], recon[:10], sampled[1.0][:10], sampled[0.7][:10],
@@ -180,6 +196,22 @@ def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits:
         with open(os.path.join(attribute_edits.RESULTS, f"attribute_edits_{name}.json")) as handle:
             row["edits"] = json.load(handle)
     return row, pictures
+
+
+def measure_pca(components: int, shards: str, samples: int, seed: int) -> tuple[dict, list]:
+    """The same figures for principal components of the training faces (``facevae.analysis.pca``): held-out faces
+    projected on them, and samples mean + (T eps * spreads) V_k; a linear Gaussian model with a code of the same
+    length as the VAE's, trained on the same faces."""
+    from data_prep.pipeline import load
+    from facevae.analysis.pca import PrincipalFaces
+
+    train = np.concatenate([np.asarray(b) for b in load(shards, "train", 64, training=False, drop_remainder=False)])
+    model = PrincipalFaces.fit(train, components)
+    held = _held_out(shards)
+    recon = model.project(held)
+    noise = _noise(samples, components, seed)
+    sampled = {t: model.sample(noise, t) for t in TEMPERATURES}
+    return judge_images(held, recon, sampled), [held[:10], recon[:10], sampled[1.0][:10], sampled[0.7][:10]]
 
 
 def training_minutes(metrics: dict) -> tuple[float, str | None]:
@@ -224,7 +256,8 @@ def render_markdown(results: dict, command: str) -> str:
              + " | ".join(f"T={t:g} detected | T={t:g} FFD | T={t:g} seams (local)" for t in TEMPERATURES) + " |",
              "|---|---:|---:|---:|---:|---:|---:|" + "---:|---:|---:|" * len(TEMPERATURES)]
     for name, r in results.items():
-        minutes = f"{r['train_minutes']:.1f}" + (f" ({r['train_minutes_note']})" if r.get("train_minutes_note") else "")
+        minutes = "-" if r["train_minutes"] is None else \
+            f"{r['train_minutes']:.1f}" + (f" ({r['train_minutes_note']})" if r.get("train_minutes_note") else "")
         cells = [name, minutes, f"{r['psnr_db']:.1f}", _pct(r["identity_kept"]),
                  _num(r["median_distance"], 3), _num(r["frechet_reconstructions"], 4),
                  _seams(r["seam_reconstructions"], r.get("local_seam_reconstructions"))]
@@ -282,8 +315,12 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=200, help="prior samples per temperature")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample noise")
     parser.add_argument("--no-edits", action="store_true", help="skip the attribute-edit benchmark")
+    parser.add_argument("--pca", type=int, action="append", default=[], metavar="K",
+                        help="also measure a linear baseline, row pca<K>: the held-out faces projected on the first K "
+                             "principal components of the training faces, and Gaussian samples along them (no "
+                             "training, no edits); repeatable")
     args = parser.parse_args(argv)
-    variants = args.variants if args.variants is not None else ("" if args.run else "published,sigma0.1")
+    variants = args.variants if args.variants is not None else ("" if args.run or args.pca else "published,sigma0.1")
     names = [n.strip() for n in variants.split(",") if n.strip()]
     runs = {}
     for item in args.run:
@@ -308,19 +345,24 @@ def main(argv=None) -> int:
     command = "PYTHONPATH=. python benchmarks/real_faces.py " + " ".join(argv if argv is not None else sys.argv[1:])
     suffix = "" if size == 64 else f"-{size}px"
     jobs = [(name + suffix, *VARIANTS[name]) for name in names] + [(name, f"run {path}", None) for name, path in runs.items()]
+    jobs += [(f"pca{k}{suffix}", f"projection on {k} principal components of the training faces", k) for k in args.pca]
     for name, description, flags in jobs:
-        if flags is None:  # trained elsewhere: its own epochs, batch size and training time
-            run_dir = runs[name]
-            trained = json.load(open(os.path.join(run_dir, "metrics.json")))
-            config = json.load(open(os.path.join(run_dir, "config.json")))
-            flags, epochs, batch_size = [], config["train"]["epochs"], config["train"]["batch_size"]
-            minutes, minutes_note = training_minutes(trained)
+        if isinstance(flags, int):  # a PCA baseline: nothing trained, no edits
+            row, pictures = measure_pca(flags, shards, args.samples, args.seed)
+            flags, epochs, batch_size, minutes, minutes_note = [], None, None, None, None
         else:
-            epochs, batch_size = args.epochs, args.batch_size
-            run_dir, minutes = train_variant(name, flags, shards, args.work, epochs, batch_size, size)
-            minutes_note = None
-        row, pictures = measure(run_dir, shards, args.samples, args.seed, name, not args.no_edits,
-                                os.path.join(args.work, "judges"))
+            if flags is None:  # trained elsewhere: its own epochs, batch size and training time
+                run_dir = runs[name]
+                trained = json.load(open(os.path.join(run_dir, "metrics.json")))
+                config = json.load(open(os.path.join(run_dir, "config.json")))
+                flags, epochs, batch_size = [], config["train"]["epochs"], config["train"]["batch_size"]
+                minutes, minutes_note = training_minutes(trained)
+            else:
+                epochs, batch_size = args.epochs, args.batch_size
+                run_dir, minutes = train_variant(name, flags, shards, args.work, epochs, batch_size, size)
+                minutes_note = None
+            row, pictures = measure(run_dir, shards, args.samples, args.seed, name, not args.no_edits,
+                                    os.path.join(args.work, "judges"))
         results[name] = {"description": description, "flags": flags, "epochs": epochs,
                          "batch_size": batch_size, "train_minutes": minutes, "train_minutes_note": minutes_note,
                          "command": command, **row}
