@@ -166,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         images = data_images[chosen]
 
     alphas = args.alphas * (vector.gap if args.alpha_units == "gap" else 1.0)
-    edited = latent.apply(model.encode(images), vector, alphas)  # [N, A, d]
+    edited = latent.apply(model.code(images), vector, alphas)  # [N, A, d]; the vector itself is from encoder codes
     decoded = model.decode(edited.reshape(-1, model.latent_dim)).reshape((len(images), len(alphas)) + images.shape[1:])
     grid = np.concatenate([images[:, None], decoded], axis=1).reshape((-1,) + images.shape[1:])
     save_image_grid(args.out, grid, columns=len(alphas) + 1, scale=args.scale)

@@ -300,7 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=cli.positive_int, default=50, help="images per pass (default: 50)")
     p.add_argument("--mse-count", type=cli.positive_int,
                    help="score reconstruction MSE/PSNR on the first N images (default: all; 1000 for a pixelcnn "
-                        "decoder, which reconstructs pixel by pixel)")
+                        "decoder, which reconstructs pixel by pixel; 500 for a model whose codes are refined)")
+    p.add_argument("--refine-steps", type=cli.non_negative_int,
+                   help="gradient steps that refine each face's code before it is reconstructed (default: the "
+                        "model's own refine_steps; 0 = the encoder's code, to compare)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--output", help="metrics JSON path (default: MODEL_DIR/eval-SPLIT/metrics.json)")
     j = p.add_argument_group("faces judged as faces, FID and KID")
@@ -380,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     keras.utils.set_random_seed(args.seed)
     model = keras.models.load_model(model_path)
+    if args.refine_steps is not None:
+        model.config.refine_steps = args.refine_steps
     run = RunConfig.load(config_path) if config_path else None
     dataset = args.dataset or (run.data.dataset if run else "synthetic")
     data_dir = args.data_dir or (run.data.data_dir if run else None)
@@ -392,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = metrics.evaluate_model(model, batches, args.importance_samples, args.chunk, progress=bar.update,
                                         reconstruction_limit=limit)
     result.update(model=model_path, dataset=dataset, split=args.split, likelihood=model.config.likelihood,
-                  flows=model.config.flows)
+                  flows=model.config.flows, refine_steps=model.config.refine_steps)
     in_nats = reports_bits_per_dim(model.config.likelihood)
     if not in_nats:  # not a likelihood: its bits/dim would be a number without a meaning
         result = {key: value for key, value in result.items() if not key.endswith("bits_per_dim")}

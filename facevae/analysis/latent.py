@@ -104,9 +104,10 @@ def interpolate(a: np.ndarray, b: np.ndarray, steps: int, method: str = "slerp")
 def morph(model, image_a: np.ndarray, image_b: np.ndarray, steps: int = 8, method: str = "slerp") -> np.ndarray:
     """Decoded faces along the latent path from image A to image B: [steps, S, S, C].
 
-    Row 0 is decode(encode(A)) (A's reconstruction), row ``steps - 1`` is B's reconstruction.
+    Row 0 is decode(code(A)) (A's reconstruction), row ``steps - 1`` is B's reconstruction; ``code`` is the
+    model's refined code (``InferenceModel.code``: the encoder's, refined by the model's refine_steps).
     """
-    z = model.encode(np.stack([image_a, image_b]))
+    z = model.code(np.stack([image_a, image_b]))
     return model.decode(interpolate(z[0], z[1], steps, method).astype(np.float32))
 
 

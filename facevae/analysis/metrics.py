@@ -33,6 +33,7 @@ from facevae.model.vae import FaceVAE
 
 __all__ = [
     "AUTOREGRESSIVE_RECONSTRUCTIONS",
+    "REFINED_RECONSTRUCTIONS",
     "default_reconstruction_limit",
     "seam_ratio",
     "local_seam_ratio",
@@ -107,12 +108,17 @@ def importance_weighted_nll(model, images, num_samples: int, chunk: int = 100) -
 
 # An autoregressive decoder reconstructs pixel by pixel (S*S passes per batch): MSE on this many images.
 AUTOREGRESSIVE_RECONSTRUCTIONS = 1000
+# A model with refine_steps > 0 runs its decoder forwards and backwards that many times per reconstruction.
+REFINED_RECONSTRUCTIONS = 500
 
 
 def default_reconstruction_limit(model) -> int | None:
     """How many images to reconstruct for MSE/PSNR by default: AUTOREGRESSIVE_RECONSTRUCTIONS for a
-    pixel-by-pixel decoder, None (all) otherwise."""
-    return AUTOREGRESSIVE_RECONSTRUCTIONS if model.autoregressive else None
+    pixel-by-pixel decoder, REFINED_RECONSTRUCTIONS for a model whose codes are refined (config.refine_steps > 0),
+    None (all) otherwise."""
+    if model.autoregressive:
+        return AUTOREGRESSIVE_RECONSTRUCTIONS
+    return REFINED_RECONSTRUCTIONS if model.config.refine_steps > 0 else None
 
 
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

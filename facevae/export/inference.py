@@ -4,6 +4,7 @@
     model = load_inference_model("saved_models/latent-demo") # or the exported SavedModel itself
     model = load_inference_model("runs/latent-demo/checkpoints/epoch-010.keras")  # or a .keras file
     z = model.encode(images)        # float32 [B, S, S, C] in [0, 1] -> [B, d], posterior mean through the flows
+    z = model.code(images)          # the same, refined by the model's refine_steps (its reconstructions' codes)
     x = model.decode(z)             # [B, d] -> [B, S, S, C] in [0, 1]
     x = model.sample(noise, 0.7)    # N(0, I) noise [B, d] -> images through the model's (fitted) prior at T = 0.7
 
@@ -35,6 +36,7 @@ class InferenceModel:
 
     Args:
         encode_fn: float32 images [B, S, S, C] -> z [B, d] (a tensor or array).
+        code_fn: images -> the codes ``reconstruct`` decodes (the model's refined codes); None: encode_fn.
         decode_fn: z [B, d] -> images [B, S, S, C] in [0, 1].
         sample_fn: (standard-normal noise [B, d], temperature) -> images through the model's prior (a fitted
             prior maps the noise first); None: decode_fn(temperature * noise), the standard prior.
@@ -45,8 +47,9 @@ class InferenceModel:
 
     def __init__(self, encode_fn: Callable, decode_fn: Callable, image_size: int, channels: int,
                  latent_dim: int, source: str = "<memory>", batch_size: int = 256,
-                 sample_fn: Callable | None = None):
+                 sample_fn: Callable | None = None, code_fn: Callable | None = None):
         self._encode_fn = encode_fn
+        self._code_fn = code_fn or encode_fn
         self._decode_fn = decode_fn
         self._sample_fn = sample_fn
         self.image_size = int(image_size)
@@ -65,14 +68,22 @@ class InferenceModel:
                  for i in range(0, len(inputs), self.batch_size)]
         return np.concatenate(parts, axis=0)
 
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        """images [B, S, S, C] in [0, 1] -> z [B, d] = f_K o ... o f_1(mean of q0(z0|x))."""
+    def _checked(self, images: np.ndarray, name: str) -> np.ndarray:
         images = np.asarray(images, dtype=np.float32)
         expected = (self.image_size, self.image_size, self.channels)
         if images.ndim != 4 or images.shape[1:] != expected:
-            raise ValueError(f"encode expects images of shape [B, {', '.join(map(str, expected))}]. "
+            raise ValueError(f"{name} expects images of shape [B, {', '.join(map(str, expected))}]. "
                              f"Received: shape={images.shape}")
-        return self._batched(self._encode_fn, images, (self.latent_dim,))
+        return images
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """images [B, S, S, C] in [0, 1] -> z [B, d] = f_K o ... o f_1(mean of q0(z0|x)), one encoder pass."""
+        return self._batched(self._encode_fn, self._checked(images, "encode"), (self.latent_dim,))
+
+    def code(self, images: np.ndarray) -> np.ndarray:
+        """images [B, S, S, C] in [0, 1] -> z [B, d]: ``encode`` refined by the model's ``refine_steps``
+        (facevae.model.refine), the codes ``reconstruct`` decodes; ``encode`` itself for a model without."""
+        return self._batched(self._code_fn, self._checked(images, "code"), (self.latent_dim,))
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """z [B, d] -> images [B, S, S, C] in [0, 1] (the likelihood's mean)."""
@@ -95,8 +106,8 @@ class InferenceModel:
                              (self.image_size, self.image_size, self.channels))
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
-        """decode(encode(images))."""
-        return self.decode(self.encode(images))
+        """decode(code(images))."""
+        return self.decode(self.code(images))
 
     def __repr__(self) -> str:
         return (f"InferenceModel(source={self.source!r}, image_size={self.image_size}, "
@@ -147,6 +158,7 @@ def load_inference_model(path: str, batch_size: int = 256) -> InferenceModel:
         sample_fn = None
     return InferenceModel(
         encode_fn=lambda images: loaded.encode(images)["z"],
+        code_fn=(lambda images: loaded.code(images)["z"]) if hasattr(loaded, "code") else None,  # older exports
         decode_fn=lambda z: loaded.decode(z)["images"],
         image_size=size, channels=channels, latent_dim=latent_dim,
         source=directory, batch_size=batch_size, sample_fn=sample_fn,
@@ -169,10 +181,11 @@ def _load_keras(path: str, batch_size: int) -> InferenceModel:
 
 
 def from_keras(model, batch_size: int = 256) -> InferenceModel:
-    """Wrap an in-memory ``facevae.model.vae.FaceVAE`` (encode -> z through the flows, decode)."""
+    """Wrap an in-memory ``facevae.model.vae.FaceVAE`` (encode -> z through the flows, code, decode)."""
     config = model.config
     return InferenceModel(
         encode_fn=lambda images: model.encode(images)[2],
+        code_fn=model.code,
         decode_fn=lambda z: model.decode(z),
         sample_fn=lambda noise, t: model.sample(noise=noise, temperature=t),
         image_size=config.image_size, channels=config.channels, latent_dim=config.latent_dim,

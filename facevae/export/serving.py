@@ -3,8 +3,10 @@
 Endpoints (all float32):
     encode(images [B, S, S, C] in [0, 1]) -> {"mean", "log_var", "z"}, each [B, d];
         z = f_K o ... o f_1(mean), the posterior mean carried through the flows.
+    code(images) -> {"z": [B, d]}: encode's z refined by the model's ``refine_steps`` gradient steps on each face's
+        -log p(x|z) - log N(z; 0, I) (facevae.model.refine; encode's z itself when refine_steps is 0).
     decode(z [B, d]) -> {"images": [B, S, S, C]}
-    reconstruct(images) -> {"images"}: decode(encode(images).z); the default serving signature.
+    reconstruct(images) -> {"images"}: decode(code(images).z); the default serving signature.
     sample(noise [B, d]) -> {"images"}: decode(prior(noise)) for standard-normal noise; prior is the model's fitted
         latent prior (facevae.model.prior.LatentPrior: one Gaussian mean + L noise, a mixture with the component
         read from the noise, or flows on a Gaussian) or, for the standard prior, the identity.
@@ -28,7 +30,7 @@ from facevae.training.rundir import EXPORT_MARKER, is_saved_model
 
 __all__ = ["ENDPOINTS", "export_model", "load_export"]
 
-ENDPOINTS = ("encode", "decode", "reconstruct", "sample", "sample_tempered")
+ENDPOINTS = ("encode", "code", "decode", "reconstruct", "sample", "sample_tempered")
 KERAS_FILE = "model.keras"
 
 
@@ -54,6 +56,9 @@ def export_model(model, directory: str, include_keras: bool = True, marker: dict
         mean, log_var, z = model.encode(images)
         return {"mean": mean, "log_var": log_var, "z": z}
 
+    def code(images):
+        return {"z": model.code(images)}
+
     def decode(z):
         return {"images": model.decode(z)}
 
@@ -69,6 +74,7 @@ def export_model(model, directory: str, include_keras: bool = True, marker: dict
     # The first endpoint becomes "serving_default" (ExportArchive.write_out), so reconstruct goes first.
     archive.add_endpoint("reconstruct", reconstruct, input_signature=[image_spec])
     archive.add_endpoint("encode", encode, input_signature=[image_spec])
+    archive.add_endpoint("code", code, input_signature=[image_spec])
     archive.add_endpoint("decode", decode, input_signature=[latent_spec])
     noise_spec = tf.TensorSpec([None, config.latent_dim], tf.float32, "noise")
     archive.add_endpoint("sample", sample, input_signature=[noise_spec])

@@ -29,6 +29,7 @@ latent prior (facevae.model.prior.LatentPrior, config.prior 'gmm' or 'flow'; N(0
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import asdict
 from typing import Any
 
@@ -43,10 +44,12 @@ from facevae.config import LEGACY_DECODER_KERNEL, ModelConfig
 from facevae.flows import Flows
 from facevae.model.pixelcnn import AutoregressiveDecoder
 from facevae.model.prior import LatentPrior, prior_layer
+from facevae.model.refine import refine_codes
 
 __all__ = ["build_encoder", "build_decoder", "GaussianSampler", "FaceVAE"]
 
 _PADDED_SIZE = {28: 32}
+_CODE_GRAPHS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # FaceVAE -> its compiled refined ``code``
 
 
 def _conv_block(x, filters: int, name: str):
@@ -221,9 +224,31 @@ class FaceVAE(keras.Model):
             return self.decoder.generate(z)[1]
         return tf.sigmoid(self.decode_logits(z, training=training))
 
-    def reconstruct(self, images):
-        """images -> decode(encode(images).z), deterministic."""
-        return self.decode(self.encode(images)[2])
+    def negative_log_joint(self, images, z):
+        """-log p(x|z) - log N(z; 0, I) per example [B], up to the constant d/2 log(2 pi) (images [B, S, S, C],
+        z [B, d]; decoder in inference mode): what ``code`` minimises."""
+        logits = self.decode_logits(z, images=images)
+        return self._reconstruction(images, logits) + 0.5 * tf.reduce_sum(tf.square(z), axis=-1)
+
+    def code(self, images, refine_steps: int | None = None):
+        """images [B, S, S, C] -> z [B, d]: the encoder's code f_K o ... o f_1(mean), then ``refine_steps`` (default
+        ``config.refine_steps``) Adam steps of size ``config.refine_rate`` on each face's ``negative_log_joint``
+        (facevae.model.refine; 0 steps: the encoder's code itself)."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        steps = self.config.refine_steps if refine_steps is None else refine_steps
+        if steps and tf.executing_eagerly():  # the loop as one graph: about twice as fast as eager steps
+            if self not in _CODE_GRAPHS:
+                _CODE_GRAPHS[self] = tf.function(self._refined_code, reduce_retracing=True)
+            return _CODE_GRAPHS[self](images, steps)
+        return self._refined_code(images, steps)
+
+    def _refined_code(self, images, steps: int):
+        return refine_codes(lambda z: self.negative_log_joint(images, z), self.encode(images)[2], steps,
+                            self.config.refine_rate)
+
+    def reconstruct(self, images, refine_steps: int | None = None):
+        """images -> decode(code(images, refine_steps)), deterministic; with 0 steps decode(encode(images).z)."""
+        return self.decode(self.code(images, refine_steps))
 
     def prior_transform(self, noise, temperature: float = 1.0):
         """z [n, d] from standard-normal ``noise`` [n, d]: temperature * noise for the standard prior, else the

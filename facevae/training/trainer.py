@@ -251,7 +251,7 @@ class _EpochArtifacts(keras.callbacks.Callback):
     def _sheet(self) -> np.ndarray:
         model = self.model
         noise = np.random.default_rng(self.seed).standard_normal((32, model.config.latent_dim))
-        reconstructions = model.reconstruct(self.preview).numpy()
+        reconstructions = model.reconstruct(self.preview, refine_steps=0).numpy()  # every epoch: the encoder's codes
         samples = model.decode(noise.astype(np.float32)).numpy()
         return plots.sample_sheet(self.preview, reconstructions, samples)
 
@@ -489,7 +489,10 @@ def _global_data(config: RunConfig, replicas: int) -> TrainingData:
 
 def _build_model(config: RunConfig, checkpoint: str | None, policy: str) -> FaceVAE:
     if checkpoint:
-        return keras.models.load_model(checkpoint)
+        model = keras.models.load_model(checkpoint)
+        # inference-only settings follow the run's config: they may change on --resume
+        model.config.refine_steps, model.config.refine_rate = config.model.refine_steps, config.model.refine_rate
+        return model
     model = FaceVAE(config.model, seed=config.train.seed)
     optimizer = keras.optimizers.Adam(config.train.learning_rate)
     if policy == "mixed_float16":

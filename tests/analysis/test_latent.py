@@ -64,12 +64,15 @@ def test_interpolate_rejects_bad_arguments(steps, method):
         latent.interpolate(np.zeros(2), np.ones(2), steps, method)
 
 
-def test_morph_decodes_the_path_between_the_two_encodings():
-    class Linear:  # encode: flatten and project; decode: back; a model whose path we know
+def test_morph_decodes_the_path_between_the_two_codes():
+    class Linear:  # code: flatten and project; decode: back; a model whose path we know
         def __init__(self):
             self.w = np.random.default_rng(3).normal(size=(12, 4))
 
-        def encode(self, images):
+        def encode(self, images):  # the encoder's code: morph must use the refined one
+            return self.code(images) + 1.0
+
+        def code(self, images):
             return images.reshape(len(images), -1) @ self.w
 
         def decode(self, z):
@@ -79,8 +82,8 @@ def test_morph_decodes_the_path_between_the_two_encodings():
     a, b = np.random.default_rng(4).uniform(size=(2, 2, 2, 3))
     frames = latent.morph(model, a, b, steps=4, method="lerp")
     assert frames.shape == (4, 2, 2, 3)
-    np.testing.assert_allclose(frames[0], model.decode(model.encode(a[None]))[0], atol=1e-5)
-    np.testing.assert_allclose(frames[-1], model.decode(model.encode(b[None]))[0], atol=1e-5)
+    np.testing.assert_allclose(frames[0], model.decode(model.code(a[None]))[0], atol=1e-5)
+    np.testing.assert_allclose(frames[-1], model.decode(model.code(b[None]))[0], atol=1e-5)
 
 
 def _clusters(rng, n=4000, d=8, delta=None):

@@ -25,6 +25,7 @@ for n in (2, 5):
     enc = loaded.encode(tf.constant(inputs["images"][:n]))
     for key in ("mean", "log_var", "z"):
         out[f"encode_{key}_{n}"] = enc[key].numpy()
+    out[f"code_{n}"] = loaded.code(tf.constant(inputs["images"][:n]))["z"].numpy()
     out[f"decode_{n}"] = loaded.decode(tf.constant(inputs["z"][:n]))["images"].numpy()
     out[f"reconstruct_{n}"] = loaded.reconstruct(tf.constant(inputs["images"][:n]))["images"].numpy()
     out[f"sample_{n}"] = loaded.sample(tf.constant(inputs["z"][:n]))["images"].numpy()
@@ -38,7 +39,8 @@ print(json.dumps(sorted(loaded.signatures.keys())))
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("export")
-    model = FaceVAE(tiny_model_config(flows=2, flow_mode="amortized", prior="gmm", prior_components=2), seed=0)
+    model = FaceVAE(tiny_model_config(flows=2, flow_mode="amortized", prior="gmm", prior_components=2,
+                                      refine_steps=3, refine_rate=0.05), seed=0)
     rng = np.random.default_rng(1)  # a fitted prior: the sample endpoints map their noise through it
     model.prior.set_mixture([0.3, 0.7], rng.normal(size=(2, 6)),
                             np.tril(rng.normal(size=(2, 6, 6)), -1) + np.stack([np.diag(rng.uniform(0.5, 2, 6))] * 2))
@@ -66,6 +68,8 @@ def test_reload_in_a_fresh_process_matches_at_two_batch_sizes(exported):
         np.testing.assert_allclose(out[f"encode_mean_{n}"], mean, atol=1e-5)
         np.testing.assert_allclose(out[f"encode_log_var_{n}"], log_var, atol=1e-5)
         np.testing.assert_allclose(out[f"encode_z_{n}"], zk, atol=1e-5)
+        np.testing.assert_allclose(out[f"code_{n}"], model.code(images[:n]).numpy(), atol=1e-4)
+        assert np.abs(out[f"code_{n}"] - zk).max() > 0.05  # refined: 3 steps of about 0.05 each
         np.testing.assert_allclose(out[f"decode_{n}"], model.decode(z[:n]).numpy(), atol=1e-5)
         np.testing.assert_allclose(out[f"sample_{n}"], model.sample(noise=z[:n]).numpy(), atol=1e-5)
         np.testing.assert_allclose(out[f"tempered_{n}"], model.sample(noise=z[:n], temperature=0.6).numpy(), atol=1e-5)

@@ -169,7 +169,7 @@ def test_resume_may_change_schedule_and_output_options_but_not_the_model_or_data
     assert "--latent-dim (32 in config.json, 16 asked)" in message and "--image-size (28" in message
     assert "data.dataset ('mnist' in config.json, 'binarized_mnist' asked)" in message and "\n" not in message
     # it names what may change instead: every flag marked resume=True, --precise-bn-batches and --shift-until too
-    assert "(--resume may change --shift-until, --epochs, --learning-rate, --lr-schedule, --steps-per-epoch, " \
+    assert "(--resume may change --shift-until, --refine-steps, --refine-rate, --epochs, --learning-rate, --lr-schedule, --steps-per-epoch, " \
            "--export-dir, --strategy, --jit-compile, --keep-checkpoints, --precise-bn-batches)" in message
 
 

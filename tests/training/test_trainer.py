@@ -40,7 +40,7 @@ class _InterruptAfter(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_resume_continues_at_the_next_epoch_with_optimizer_state(tiny_config, tmp_path):
+def test_resume_continues_at_the_next_epoch_with_optimizer_state_and_new_inference_settings(tiny_config, tmp_path):
     config = tiny_config(epochs=4, kl_warmup_epochs=4)
     with pytest.raises(KeyboardInterrupt):
         fit(config, callbacks=[_InterruptAfter(2)], verbose=0)
@@ -49,7 +49,11 @@ def test_resume_continues_at_the_next_epoch_with_optimizer_state(tiny_config, tm
     stopped = keras.models.load_model(latest_checkpoint(run)[0])
     assert int(stopped.optimizer.iterations.numpy()) == 2 * 6
 
-    result = fit(resume=run, verbose=0)
+    config.model.refine_steps = 2  # an inference setting may change on resume, and reaches the model and export
+    result = fit(config, resume=run, verbose=0)
+    assert result.model.config.refine_steps == 2
+    assert keras.models.load_model(os.path.join(run, "export", "model.keras")).config.refine_steps == 2
+    assert json.load(open(os.path.join(run, "config.json")))["model"]["refine_steps"] == 2
     history = plots.read_history(os.path.join(run, "history.csv"))
     assert history["epoch"] == [0, 1, 2, 3]
     assert result.metrics["optimizer_steps"] == 4 * 6
