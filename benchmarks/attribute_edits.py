@@ -58,16 +58,22 @@ JUDGE_SETTINGS = {"version": 1, "filters": [16, 32, 64, 64], "dense": 64, "dropo
 
 
 def resolve_attributes(requested: list[str], available: list[str], data: str) -> list[str]:
-    """Map requested names to the data's spelling, case-insensitively; one-line error naming the offer."""
-    from facevae.data.labelled_faces import AttributeDataError
+    """Map requested names to the data's spelling, case-insensitively, keeping a threshold ('Age>=40' ->
+    'age>=40'; ``facevae.data.labelled_faces.parse_attribute``); one-line error naming the offer."""
+    from dataclasses import replace
+
+    from facevae.data.labelled_faces import AttributeDataError, parse_attribute
 
     by_lower = {name.lower(): name for name in available}
     out = []
     for name in requested:
-        if name.lower() not in by_lower:
-            raise AttributeDataError(f"attribute {name!r} is not in {data!r}; it offers: {', '.join(available) or 'none'}")
-        if by_lower[name.lower()] not in out:
-            out.append(by_lower[name.lower()])
+        spec = parse_attribute(name)
+        if spec.column.lower() not in by_lower:
+            raise AttributeDataError(f"attribute {spec.column!r} is not in {data!r}; it offers: "
+                                     f"{', '.join(available) or 'none'}")
+        spelled = str(replace(spec, column=by_lower[spec.column.lower()]))
+        if spelled not in out:
+            out.append(spelled)
     return out
 
 
@@ -266,7 +272,16 @@ def main(argv=None) -> int:
         train = load_labelled_faces(args.data, splits["train"], size, channels, split="train")
         held = load_labelled_faces(args.data, min(args.eval_count, splits[held_split]), size, channels, split=held_split)
         held_name = f"{held_split} split of {args.data}"
-    stack = lambda faces, key: np.stack([getattr(faces, key)[n] for n in names], axis=1)  # noqa: E731
+    try:  # a continuous column named without a threshold
+        for name in names:
+            held.binary(name)
+    except AttributeDataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    def stack(faces, key: str) -> np.ndarray:
+        """[N, A] labels (key 'labels') or known (key 'known') of the judged attributes, thresholds applied."""
+        return np.stack([faces.binary(n)[1 if key == "known" else 0] for n in names], axis=1)
     cache_dir = args.cache_dir or None
     try:
         key = judge_key(_data_identity(args.data, args.judge_count), names, size, channels, args.judge_epochs, args.seed)
@@ -280,7 +295,7 @@ def main(argv=None) -> int:
 
     x = held.images
     labels, known = stack(held, "labels"), stack(held, "known")
-    z = model.encode(x)
+    z = model.code(x)  # the faces' codes as `facevae.attributes` edits them (refined when the model refines)
     recon = model.decode(z)
     scores_x, scores_r = judge_scores(judge, x), judge_scores(judge, recon)
     recon_pred = scores_r > 0.5
@@ -307,9 +322,11 @@ def main(argv=None) -> int:
     first = np.arange(len(z_vec)) < min(defaults.count, len(z_vec) - 1)
     edits, pictures = {}, []
     for i, name in enumerate(names):
-        fit = first & vector_faces.known[name]
-        control = latent.balance_controls(vector_faces.labels, vector_faces.known, name, fit) if args.balance else {}
-        vector = latent.attribute_vector(z_vec[fit], vector_faces.labels[name][fit], name, control=control)
+        labelled, known_here = vector_faces.binary(name)
+        fit = first & known_here
+        control = latent.balance_controls({**vector_faces.labels, name: labelled}, {**vector_faces.known, name: known_here},
+                                          name, fit) if args.balance else {}
+        vector = latent.attribute_vector(z_vec[fit], labelled[fit], name, control=control)
         alpha = latent.default_alpha(vector)
         usable = known[:, i]
         entry = {"gap": vector.gap, "vector_faces": list(vector.counts), "controlled_for": list(vector.controlled_for),

@@ -20,6 +20,9 @@ def test_attribute_names_match_case_insensitively(bench):
     assert bench.resolve_attributes(["smiling", "MALE", "Smiling"], available, "celeba") == ["Smiling", "Male"]
     with pytest.raises(AttributeDataError, match="'glasses' is not in 'celeba'; it offers: Smiling, Eyeglasses, Male"):
         bench.resolve_attributes(["glasses"], available, "celeba")
+    # a continuous column keeps its threshold, spelled as the data spells the column
+    assert bench.resolve_attributes(["AGE >= 40", "age>=40.0", "smiling"], ["age", "Smiling"], "ffhq") == \
+        ["age>=40", "Smiling"]
 
 
 def test_masked_bce_ignores_unknown_labels(bench):
