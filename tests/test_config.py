@@ -25,7 +25,8 @@ def test_face_presets_follow_the_published_optimiser_with_a_calibrated_decoder_a
         m = faces.model
         assert (m.likelihood, m.sigma, m.prior, m.prior_components, m.decoder_kernel) == (
             "gaussian", "learned", "gmm", 1, 4)
-        assert (m.filters, m.latent_dim) == ((32, 64, 128, 256), 200)  # measured on real faces (README)
+        assert (m.filters, m.latent_dim) == ((32, 64, 128, 256), 400)  # measured on real faces (README)
+        assert (m.refine_steps, m.refine_rate) == (50, 0.03)  # chosen on the validation faces (README)
         assert faces.data.flip and faces.data.shift == 1 and faces.train.precise_bn_batches == 8
     # the published recipe stays reachable exactly
     assert preset("ffhq").model.r_loss_factor == 10000.0
@@ -41,7 +42,8 @@ def test_a_saved_config_without_decoder_kernel_is_the_old_3x3_decoder(tmp_path):
     import json
 
     values = preset("folder").to_dict()
-    for key in ("decoder_kernel", "prior", "prior_components", "prior_flows", "prior_flow_type", "sigma_shared"):
+    for key in ("decoder_kernel", "prior", "prior_components", "prior_flows", "prior_flow_type", "sigma_shared",
+                "refine_steps", "refine_rate"):
         del values["model"][key]
     values["model"]["sigma"] = 0.1
     del values["train"]["precise_bn_batches"]
@@ -49,6 +51,7 @@ def test_a_saved_config_without_decoder_kernel_is_the_old_3x3_decoder(tmp_path):
     path.write_text(json.dumps(values))
     loaded = RunConfig.load(str(path)).validate()
     assert (loaded.model.decoder_kernel, loaded.model.prior, loaded.model.sigma) == (3, "standard", 0.1)
+    assert loaded.model.refine_steps == 0  # an older run reconstructs from the encoder's codes, as it did
     # the research branch's name of the one-Gaussian prior
     values["model"]["prior"] = "gaussian"
     path.write_text(json.dumps(values))

@@ -239,12 +239,11 @@ class FaceVAE(keras.Model):
         if steps and tf.executing_eagerly():  # the loop as one graph: about twice as fast as eager steps
             if self not in _CODE_GRAPHS:
                 _CODE_GRAPHS[self] = tf.function(self._refined_code, reduce_retracing=True)
-            return _CODE_GRAPHS[self](images, steps)
-        return self._refined_code(images, steps)
+            return _CODE_GRAPHS[self](images, steps, self.config.refine_rate)
+        return self._refined_code(images, steps, self.config.refine_rate)
 
-    def _refined_code(self, images, steps: int):
-        return refine_codes(lambda z: self.negative_log_joint(images, z), self.encode(images)[2], steps,
-                            self.config.refine_rate)
+    def _refined_code(self, images, steps: int, rate: float):
+        return refine_codes(lambda z: self.negative_log_joint(images, z), self.encode(images)[2], steps, rate)
 
     def reconstruct(self, images, refine_steps: int | None = None):
         """images -> decode(code(images, refine_steps)), deterministic; with 0 steps decode(encode(images).z)."""
