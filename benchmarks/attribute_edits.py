@@ -272,16 +272,17 @@ def main(argv=None) -> int:
         train = load_labelled_faces(args.data, splits["train"], size, channels, split="train")
         held = load_labelled_faces(args.data, min(args.eval_count, splits[held_split]), size, channels, split=held_split)
         held_name = f"{held_split} split of {args.data}"
-    try:  # a continuous column named without a threshold
-        for name in names:
-            held.binary(name)
-    except AttributeDataError as error:
+
+    def judged(faces) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, known), each bool [N, A], of the judged attributes, thresholds applied."""
+        columns = [faces.binary(n) for n in names]
+        return np.stack([c[0] for c in columns], axis=1), np.stack([c[1] for c in columns], axis=1)
+
+    try:
+        labels, known = judged(held)
+    except AttributeDataError as error:  # a continuous column named without a threshold
         print(f"error: {error}", file=sys.stderr)
         return 2
-
-    def stack(faces, key: str) -> np.ndarray:
-        """[N, A] labels (key 'labels') or known (key 'known') of the judged attributes, thresholds applied."""
-        return np.stack([faces.binary(n)[1 if key == "known" else 0] for n in names], axis=1)
     cache_dir = args.cache_dir or None
     try:
         key = judge_key(_data_identity(args.data, args.judge_count), names, size, channels, args.judge_epochs, args.seed)
@@ -289,12 +290,11 @@ def main(argv=None) -> int:
         print(f"judge not cached: {error}", file=sys.stderr)
         key, cache_dir = {}, None
     judge, judge_info = cached_judge(
-        cache_dir, key, lambda: train_judge(train.images, stack(train, "labels"), stack(train, "known"),
-                                            args.judge_epochs, args.seed), retrain=args.retrain_judge)
+        cache_dir, key, lambda: train_judge(train.images, *judged(train), args.judge_epochs, args.seed),
+        retrain=args.retrain_judge)
     print(f"judge: {_judge_line(judge_info)}", flush=True)
 
     x = held.images
-    labels, known = stack(held, "labels"), stack(held, "known")
     z = model.code(x)  # the faces' codes as `facevae.attributes` edits them (refined when the model refines)
     recon = model.decode(z)
     scores_x, scores_r = judge_scores(judge, x), judge_scores(judge, recon)

@@ -113,7 +113,7 @@ def _edit_row(export, shards: str, held: np.ndarray, held_labels: np.ndarray, co
     z_train = export.encode(tf.constant(train_x[known]))["z"].numpy()
     vector = latent.attribute_vector(z_train, train_smiling[known] > 0.5, "smiling")
     without = np.flatnonzero(held_labels == 0)[:count]
-    codes = export.code if hasattr(export, "code") else lambda images: export.encode(images)  # older exports
+    codes = getattr(export, "code", export.encode)  # exports older than the code endpoint: the encoder's codes
     z = codes(tf.constant(held[without]))["z"].numpy()
     edited = latent.apply(z, vector, latent.default_alpha(vector))
     return export.decode(tf.constant(edited))["images"].numpy()
@@ -212,6 +212,22 @@ def measure_pca(components: int, shards: str, samples: int, seed: int) -> tuple[
     noise = _noise(samples, components, seed)
     sampled = {t: model.sample(noise, t) for t in TEMPERATURES}
     return judge_images(held, recon, sampled), [held[:10], recon[:10], sampled[1.0][:10], sampled[0.7][:10]]
+
+
+def _trained_run(name: str, flags: list[str] | None, runs: dict, shards: str, args, size: int) -> tuple[str, dict]:
+    """(run directory, its flags, epochs, batch size and training minutes) of a variant, trained here (reused when
+    finished), or of a ``--run`` trained elsewhere (``flags`` None: its own epochs, batch size and time)."""
+    if flags is None:
+        run_dir = runs[name]
+        with open(os.path.join(run_dir, "config.json")) as handle:
+            train = json.load(handle)["train"]
+        with open(os.path.join(run_dir, "metrics.json")) as handle:
+            minutes, note = training_minutes(json.load(handle))
+        return run_dir, {"flags": [], "epochs": train["epochs"], "batch_size": train["batch_size"],
+                         "train_minutes": minutes, "train_minutes_note": note}
+    run_dir, minutes = train_variant(name, flags, shards, args.work, args.epochs, args.batch_size, size)
+    return run_dir, {"flags": flags, "epochs": args.epochs, "batch_size": args.batch_size, "train_minutes": minutes,
+                     "train_minutes_note": None}
 
 
 def training_minutes(metrics: dict) -> tuple[float, str | None]:
@@ -344,28 +360,20 @@ def main(argv=None) -> int:
     results = json.load(open(json_path)) if os.path.exists(json_path) else {}
     command = "PYTHONPATH=. python benchmarks/real_faces.py " + " ".join(argv if argv is not None else sys.argv[1:])
     suffix = "" if size == 64 else f"-{size}px"
-    jobs = [(name + suffix, *VARIANTS[name]) for name in names] + [(name, f"run {path}", None) for name, path in runs.items()]
-    jobs += [(f"pca{k}{suffix}", f"projection on {k} principal components of the training faces", k) for k in args.pca]
-    for name, description, flags in jobs:
-        if isinstance(flags, int):  # a PCA baseline: nothing trained, no edits
-            row, pictures = measure_pca(flags, shards, args.samples, args.seed)
-            flags, epochs, batch_size, minutes, minutes_note = [], None, None, None, None
+    jobs = [(name + suffix, *VARIANTS[name], None) for name in names]
+    jobs += [(name, f"run {path}", None, None) for name, path in runs.items()]
+    jobs += [(f"pca{k}{suffix}", f"projection on {k} principal components of the training faces", None, k)
+             for k in args.pca]
+    for name, description, flags, components in jobs:
+        if components is not None:  # a PCA baseline: nothing trained, no edits
+            row, pictures = measure_pca(components, shards, args.samples, args.seed)
+            training = {"flags": [], "epochs": None, "batch_size": None, "train_minutes": None,
+                        "train_minutes_note": None}
         else:
-            if flags is None:  # trained elsewhere: its own epochs, batch size and training time
-                run_dir = runs[name]
-                trained = json.load(open(os.path.join(run_dir, "metrics.json")))
-                config = json.load(open(os.path.join(run_dir, "config.json")))
-                flags, epochs, batch_size = [], config["train"]["epochs"], config["train"]["batch_size"]
-                minutes, minutes_note = training_minutes(trained)
-            else:
-                epochs, batch_size = args.epochs, args.batch_size
-                run_dir, minutes = train_variant(name, flags, shards, args.work, epochs, batch_size, size)
-                minutes_note = None
+            run_dir, training = _trained_run(name, flags, runs, shards, args, size)
             row, pictures = measure(run_dir, shards, args.samples, args.seed, name, not args.no_edits,
                                     os.path.join(args.work, "judges"))
-        results[name] = {"description": description, "flags": flags, "epochs": epochs,
-                         "batch_size": batch_size, "train_minutes": minutes, "train_minutes_note": minutes_note,
-                         "command": command, **row}
+        results[name] = {"description": description, **training, "command": command, **row}
         _sheet(os.path.join(args.out, f"real_faces_{name}.png"), pictures)
         _write(json_path, json.dumps(results, indent=2) + "\n")
         _write(os.path.join(args.out, "real_faces.md"), render_markdown(results, command))

@@ -539,7 +539,7 @@ def _faces(dataset: str, size: int) -> RunConfig:
         # Reconstructions (and edits, morphs) refine each face's code by 50 Adam steps of 0.03 on its own
         # -log p(x, z) (semi-amortised inference), chosen on the 100 validation faces of three 64-px runs (seeds
         # 0/1/2): identity kept 30/40/37% with the encoder's codes, 50/53/51% refined (25 steps: 45/48/46%; 100
-        # steps: 52/56/51%; rate 0.01, 50 steps: 47/-/46%), at about 50 decoder passes each way per face.
+        # steps: 52/56/51%; rate 0.01, 50 steps: 47/44/46%), at about 50 decoder passes each way per face.
         # A code of 400 numbers: with the calibrated decoder every latent dimension is used, and more of them carry
         # more of the person. 64 px, 100 epochs, held-out identity kept (refined codes) / prior samples detected at
         # T = 1: latent 200 39-42% / 74-76% (three seeds), 400 65% and 60% / 80% and 78% (two seeds); 800 kept 71% /
