@@ -5,9 +5,10 @@
     python -m facevae.fit_prior --model runs/RUN_NAME --prior flow --prior-flows 8 --data-dir shards/faces64
 
 Reads the run's config.json and its export's model.keras (or else its newest checkpoint), encodes the training
-split (posterior means through the flows), fits the prior by maximum likelihood (facevae.model.prior), writes
-``prior.npz`` and ``prior.json`` (held-out log-density under the fit and under N(0, I), nats per code) into the
-run directory, records the prior in config.json and re-exports the model, so the export's ``sample`` endpoint
+split (posterior means through the flows), fits the prior (facevae.model.prior: one Gaussian with its covariance
+shrunk by the Ledoit-Wolf estimate, a mixture by EM, flows by maximum likelihood), writes ``prior.npz`` and
+``prior.json`` (the shrinkage, held-out log-density under the fit and under N(0, I), nats per code) into the run
+directory, records the prior in config.json and re-exports the model, so the export's ``sample`` endpoint
 maps its noise through the fit. A run trained with ``--prior standard`` gets the preset's kind of prior, 'gmm'
 with one Gaussian, unless --prior says otherwise.
 """
@@ -127,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     export_model(model, target, marker=marker)
     if not export:
         run.link_export(target)
-    print(f"fitted a {result['description']} to {result['train_codes']} training codes: held-out log-density "
+    shrinkage = result["covariance_shrinkage"]
+    shrunk = f" (covariance shrunk by {shrinkage:.3f}, Ledoit-Wolf)" if shrinkage is not None else ""
+    print(f"fitted a {result['description']}{shrunk} to {result['train_codes']} training codes: held-out log-density "
           f"{result['validation_log_prob']:.1f} nats per code (N(0, I): "
           f"{result['validation_log_prob_standard_normal']:.1f}); wrote {run.prior}; re-exported {target}; "
           f"{checkpoint_note}")

@@ -3,11 +3,13 @@
 A VAE whose decoder is sharp leaves its aggregate posterior q(z) = (1/N) sum_n q(z|x_n) far from N(0, I), so
 decoding draws from N(0, I) lands where the decoder never trained. Ex-post density estimation (Ghosh et al. 2020,
 "From Variational to Deterministic Autoencoders"; Dai and Wipf 2019, "Diagnosing and Enhancing VAE Models")
-fits a density to the training set's codes by maximum likelihood and samples from it. Kinds (``PRIOR_KINDS``):
+fits a density to the training set's codes (by maximum likelihood, the one Gaussian's covariance shrunk) and
+samples from it. Kinds (``PRIOR_KINDS``):
 
 - ``standard``: N(0, I), nothing fitted (the model has no prior layer).
-- ``gmm``: sum_k w_k N(mu_k, L_k L_k^T). K = 1: the closed-form maximum-likelihood Gaussian (mean and biased
-  covariance of the codes, + ``ridge`` I). K > 1: EM (Dempster et al. 1977) from a k-means++ start, each
+- ``gmm``: sum_k w_k N(mu_k, L_k L_k^T). K = 1: the mean of the codes and their covariance shrunk towards a
+  multiple of I by the Ledoit-Wolf estimate (``shrunk_covariance``; a few hundred codes in hundreds of dimensions
+  overfit the sample covariance), + ``ridge`` I. K > 1: EM (Dempster et al. 1977) from a k-means++ start, each
   covariance + ``ridge`` I. log p(z) is tfp.distributions.MixtureSameFamily's.
 - ``flow``: F, a stack of this project's registered flows (facevae.flows, global parameters), on top of the
   fitted Gaussian N(mu, L L^T): with the whitened code v = L^-1 (z - mu) and e = F(v),
@@ -39,7 +41,8 @@ import tensorflow_probability as tfp
 
 from facevae.flows.layers import Flows
 
-__all__ = ["PRIOR_KINDS", "LatentPrior", "prior_layer", "mixture_from_noise", "fit_gaussian_mixture",
+__all__ = ["PRIOR_KINDS", "LatentPrior", "prior_layer", "mixture_from_noise", "ledoit_wolf_shrinkage",
+           "shrunk_covariance", "fit_gaussian_mixture",
            "fit_flow_prior", "fit_prior", "encode_codes", "fit_latent_prior", "save_prior", "load_prior"]
 
 PRIOR_KINDS = ("standard", "gmm", "flow")
@@ -198,12 +201,49 @@ def _gaussian_log_prob(z: np.ndarray, mean: np.ndarray, scale_tril: np.ndarray) 
     return -0.5 * (z.shape[-1] * _LOG_2PI + np.sum(white**2, axis=-1)) - np.sum(np.log(np.diag(scale_tril)))
 
 
+def ledoit_wolf_shrinkage(codes) -> float:
+    """The Ledoit-Wolf (2004, "A well-conditioned estimator for large-dimensional covariance matrices") weight
+    a in [0, 1] of the target m I, m = tr(S) / d, for the biased sample covariance S of ``codes`` [N, d].
+
+    With x_n the centred codes and |A|^2 the squared Frobenius norm divided by d,
+
+        delta^2 = |S - m I|^2,   b^2 = min(delta^2, (1 / N^2) sum_n |x_n x_n^T - S|^2),   a = b^2 / delta^2,
+
+    where sum_n |x_n x_n^T - S|^2 = (sum_n |x_n|^4 - N |S|_F^2) / d, since sum_n x_n^T S x_n = N |S|_F^2. The
+    estimate of the a that minimises the expected squared error of (1 - a) S + a m I; 0 when S is already m I.
+    """
+    codes = _check_codes(codes)
+    n, d = codes.shape
+    centred = codes - codes.mean(0)
+    covariance = centred.T @ centred / n
+    target = np.trace(covariance) / d
+    delta = (np.sum(covariance**2) - d * target**2) / d  # |S - m I|_F^2 / d, as tr(S) = d m
+    if delta <= 0.0:
+        return 0.0
+    spread = (np.sum(np.sum(centred**2, axis=1) ** 2) - n * np.sum(covariance**2)) / (d * n**2)
+    return float(min(spread, delta) / delta)
+
+
+def shrunk_covariance(codes, shrinkage: float | None = None) -> tuple[np.ndarray, float]:
+    """((1 - a) S + a m I [d, d], a): the biased covariance S of ``codes`` [N, d] shrunk towards m I, m = tr(S) / d,
+    by ``shrinkage`` a in [0, 1] (None: ``ledoit_wolf_shrinkage``; 0: S itself, the maximum-likelihood fit)."""
+    codes = _check_codes(codes)
+    d = codes.shape[1]
+    a = ledoit_wolf_shrinkage(codes) if shrinkage is None else float(shrinkage)
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"shrinkage must be in [0, 1] (or None for Ledoit-Wolf). Received: shrinkage={shrinkage!r}")
+    covariance = np.cov(codes, rowvar=False, bias=True).reshape(d, d)
+    return (1.0 - a) * covariance + a * (np.trace(covariance) / d) * np.eye(d), a
+
+
 def fit_gaussian_mixture(codes, components: int = 1, ridge: float = 1e-6, iterations: int = 200,
-                         tolerance: float = 1e-6, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Maximum-likelihood mixture of ``components`` full-covariance Gaussians: (weights [K], means [K, d],
+                         tolerance: float = 1e-6, seed: int = 0,
+                         shrinkage: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A mixture of ``components`` full-covariance Gaussians fitted to ``codes`` [N, d]: (weights [K], means [K, d],
     scale_trils [K, d, d]), float64.
 
-    K = 1: the mean and biased covariance of ``codes`` [N, d], + ``ridge`` I. K > 1: EM from k-means++ centres
+    K = 1: the mean of the codes and ``shrunk_covariance(codes, shrinkage)`` (None: Ledoit-Wolf; 0: the
+    maximum-likelihood Gaussian), + ``ridge`` I. K > 1: EM from k-means++ centres
     and the pooled covariance, each covariance + ``ridge`` I (at least 1e-3: a component with fewer codes than
     dimensions is otherwise singular); stops when the mean log-likelihood per code changes by less than
     ``tolerance`` nats or after ``iterations`` steps.
@@ -213,7 +253,7 @@ def fit_gaussian_mixture(codes, components: int = 1, ridge: float = 1e-6, iterat
     if not 1 <= components <= n:
         raise ValueError(f"components must be in [1, N={n}]. Received: components={components!r}")
     if components == 1:
-        covariance = np.cov(codes, rowvar=False, bias=True).reshape(d, d) + ridge * np.eye(d)
+        covariance = shrunk_covariance(codes, shrinkage)[0] + ridge * np.eye(d)
         return np.ones(1), codes.mean(0)[None], np.linalg.cholesky(covariance)[None]
     ridge = max(ridge, 1e-3)
     rng = np.random.default_rng(seed)
@@ -248,8 +288,8 @@ def fit_gaussian_mixture(codes, components: int = 1, ridge: float = 1e-6, iterat
 
 def fit_flow_prior(codes, num_flows: int, flow_type: str = "planar", steps: int = 400, learning_rate: float = 1e-2,
                    batch_size: int = 512, seed: int = 0) -> LatentPrior:
-    """A ``LatentPrior`` of ``num_flows`` flows on the maximum-likelihood Gaussian of ``codes`` [N, d]: the
-    Gaussian in closed form, then the flows by Adam on the mean negative log-density of the codes (minibatches
+    """A ``LatentPrior`` of ``num_flows`` flows on the Gaussian of ``codes`` [N, d] (``fit_gaussian_mixture`` with
+    one component: Ledoit-Wolf shrunk), then the flows by Adam on the mean negative log-density of the codes (minibatches
     of ``batch_size``, ``steps`` steps), starting near the identity (so the fit starts at the Gaussian's
     log-density and can only be pulled away from it by the likelihood)."""
     codes = _check_codes(codes)
@@ -281,14 +321,14 @@ def fit_flow_prior(codes, num_flows: int, flow_type: str = "planar", steps: int 
 
 
 def fit_prior(codes, kind: str = "gmm", components: int = 1, num_flows: int = 4, flow_type: str = "planar",
-              seed: int = 0, ridge: float = 1e-6, steps: int = 400) -> LatentPrior:
-    """A fitted ``LatentPrior`` of ``kind`` 'gmm' (``components``, covariances + ``ridge`` I) or 'flow'
-    (``num_flows`` of ``flow_type``, ``steps`` Adam steps)."""
+              seed: int = 0, ridge: float = 1e-6, steps: int = 400, shrinkage: float | None = None) -> LatentPrior:
+    """A fitted ``LatentPrior`` of ``kind`` 'gmm' (``components``, covariances + ``ridge`` I, one Gaussian's shrunk
+    by ``shrinkage``: ``fit_gaussian_mixture``) or 'flow' (``num_flows`` of ``flow_type``, ``steps`` Adam steps)."""
     codes = _check_codes(codes)
     if kind == "gmm":
         layer = LatentPrior(codes.shape[1], components=components, name="prior", dtype="float32")
         layer.build()
-        layer.set_mixture(*fit_gaussian_mixture(codes, components, ridge=ridge, seed=seed))
+        layer.set_mixture(*fit_gaussian_mixture(codes, components, ridge=ridge, seed=seed, shrinkage=shrinkage))
         return layer
     if kind == "flow":
         return fit_flow_prior(codes, num_flows, flow_type, steps=steps, seed=seed)
@@ -312,8 +352,9 @@ def _standard_normal_log_prob(z: np.ndarray) -> np.ndarray:
 def fit_latent_prior(model, train: tf.data.Dataset, validation: tf.data.Dataset, seed: int = 0) -> dict:
     """Fit the prior ``model.config`` asks for to the posterior means of ``train`` and install it in ``model``.
 
-    Returns what prior.json and metrics.json record: the kind, the codes fitted on, and the mean log-density
-    (nats per code) of the held-out ``validation`` codes under the fit and under N(0, I).
+    Returns what prior.json and metrics.json record: the kind, the codes fitted on, the Ledoit-Wolf shrinkage
+    of the one Gaussian (None for a mixture), and the mean log-density (nats per code) of the held-out
+    ``validation`` codes under the fit and under N(0, I).
     """
     if model.prior is None:
         raise ValueError(f"model has the standard prior; nothing to fit (prior={model.config.prior!r})")
@@ -323,7 +364,9 @@ def fit_latent_prior(model, train: tf.data.Dataset, validation: tf.data.Dataset,
                        flow_type=config.prior_flow_type, seed=seed)
     model.set_prior(fitted)
     held_out = encode_codes(model, validation)
+    one_gaussian = config.prior == "flow" or config.prior_components == 1
     return {"kind": config.prior, "description": fitted.describe(), "fitted_on": "posterior means",
+            "covariance_shrinkage": ledoit_wolf_shrinkage(codes) if one_gaussian else None,
             "train_codes": int(len(codes)), "validation_codes": int(len(held_out)),
             "validation_log_prob": float(np.mean(model.prior.log_prob(held_out).numpy())),
             "validation_log_prob_standard_normal": float(np.mean(_standard_normal_log_prob(held_out))),

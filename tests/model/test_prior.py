@@ -28,17 +28,51 @@ def _random_mixture(rng, k=3, d=3):
 
 def test_one_gaussian_is_the_sample_mean_and_covariance_and_its_log_prob_is_scipy():
     codes, _ = _correlated(np.random.default_rng(0))
-    weights, means, trils = prior.fit_gaussian_mixture(codes, 1, ridge=0.0)
+    weights, means, trils = prior.fit_gaussian_mixture(codes, 1, ridge=0.0, shrinkage=0.0)
     covariance = np.cov(codes, rowvar=False, bias=True)
     np.testing.assert_allclose(means[0], codes.mean(0), rtol=1e-12)
     np.testing.assert_allclose(trils[0] @ trils[0].T, covariance, rtol=1e-10)
-    layer = prior.fit_prior(codes, "gmm", components=1, ridge=0.0)
+    layer = prior.fit_prior(codes, "gmm", components=1, ridge=0.0, shrinkage=0.0)
     expected = stats.multivariate_normal(codes.mean(0), covariance).logpdf(codes[:50])
     np.testing.assert_allclose(layer.log_prob(codes[:50]).numpy(), expected, rtol=2e-5)
     # the maximum-likelihood fit beats N(0, I) and a shifted fit on its own data
     fitted = stats.multivariate_normal(codes.mean(0), covariance).logpdf(codes).mean()
     assert fitted > stats.multivariate_normal(np.zeros(4), np.eye(4)).logpdf(codes).mean()
     assert fitted > stats.multivariate_normal(codes.mean(0) + 0.1, covariance).logpdf(codes).mean()
+
+
+def test_ledoit_wolf_shrinkage_is_the_papers_sum_over_codes():
+    rng = np.random.default_rng(2)
+    codes = rng.normal(size=(30, 5)) @ rng.normal(size=(5, 5))
+    n, d = codes.shape
+    x = codes - codes.mean(0)
+    s = x.T @ x / n
+    m = np.trace(s) / d
+    delta = np.sum((s - m * np.eye(d)) ** 2) / d
+    spread = sum(np.sum((np.outer(row, row) - s) ** 2) for row in x) / d / n**2  # one code at a time
+    assert prior.ledoit_wolf_shrinkage(codes) == pytest.approx(min(spread, delta) / delta, rel=1e-10)
+    covariance, a = prior.shrunk_covariance(codes)
+    np.testing.assert_allclose(covariance, (1 - a) * s + a * m * np.eye(d), rtol=1e-12)
+    np.testing.assert_allclose(prior.shrunk_covariance(codes, 0.0)[0], s, rtol=1e-12)
+    with pytest.raises(ValueError, match="shrinkage must be in"):
+        prior.shrunk_covariance(codes, 1.5)
+
+
+def test_ledoit_wolf_shrinks_few_codes_in_many_dimensions_and_wins_on_held_out_codes():
+    rng = np.random.default_rng(3)
+    # isotropic codes: the sample covariance's spread is all noise, so nearly all weight goes to the target
+    assert prior.ledoit_wolf_shrinkage(rng.normal(size=(50, 40))) > 0.9
+    # many codes, strongly anisotropic: the sample covariance is already good
+    assert prior.ledoit_wolf_shrinkage(rng.normal(size=(20000, 4)) * [10.0, 3.0, 1.0, 0.3]) < 0.01
+    # fewer codes than dimensions: the maximum-likelihood covariance is near-singular and scores new codes badly
+    d = 60
+    scales = np.geomspace(3.0, 0.1, d)
+    train, held = rng.normal(size=(50, d)) * scales, rng.normal(size=(2000, d)) * scales
+    shrunk = prior.fit_prior(train, "gmm", components=1).log_prob(held).numpy().mean()
+    unshrunk = prior.fit_prior(train, "gmm", components=1, ridge=1e-3, shrinkage=0.0).log_prob(held).numpy().mean()
+    truth = stats.multivariate_normal(np.zeros(d), np.diag(scales**2)).logpdf(held).mean()
+    assert unshrunk < shrunk < truth
+    assert shrunk - unshrunk > 50.0
 
 
 def test_mixture_log_prob_equals_the_scipy_sum_of_components():

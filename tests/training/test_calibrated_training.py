@@ -36,6 +36,7 @@ def test_training_logs_sigma_fits_the_prior_and_the_export_samples_through_it(ti
     assert sheet.ndim == 3 and sheet.std() > 1.0
     assert (info["kind"], info["train_codes"], info["validation_codes"]) == ("gmm", 192, 64)
     assert info["validation_log_prob"] > info["validation_log_prob_standard_normal"]
+    assert 0.0 < info["covariance_shrinkage"] <= 1.0  # one Gaussian: its covariance is shrunk (Ledoit-Wolf)
     header = open(os.path.join(run, "history.csv")).readline().strip().split(",")
     assert {"sigma", "sigma_0", "sigma_1", "sigma_2"} <= set(header)
     assert {"epoch_sigma", "epoch_sigma_0", "epoch_sigma_2"} <= _tensorboard_tags(os.path.join(run, "tensorboard", "train"))
