@@ -11,8 +11,8 @@
    originals and on their VAE reconstructions.
 2. Attribute vectors exactly as ``python -m facevae.attributes`` computes them by default (``--balance``: as it does
    with --balance, correlated attributes held fixed)
-   (``facevae.analysis.latent.attribute_vector`` on the encodings of its default --count faces of the train
-   split, or of the built-in faces of its default --seed), applied at the CLI's default strength
+   (``facevae.analysis.latent.attribute_vector`` on the codes, refined when the model refines, of its default
+   --count faces of the train split, or of the built-in faces of its default --seed), applied at the CLI's default strength
    (``facevae.analysis.latent.default_alpha``, the class-mean gap) and at 2x.
 3. On held-out faces (shards: the validation split, else test; built-in: seed 0 from index 200000):
    add the attribute to faces without it and remove it from faces with it (labels from the table),
@@ -318,7 +318,7 @@ def main(argv=None) -> int:
     defaults = attributes_parser().parse_args(["--model", args.model, "--data", args.data, "--attribute", names[0]])
     vector_faces = load_labelled_faces(args.data, defaults.count + max(defaults.rows, defaults.count // 4), size,
                                        channels, seed=defaults.seed, split=defaults.split)
-    z_vec = model.encode(vector_faces.images)
+    z_vec = model.code(vector_faces.images, progress=True)
     first = np.arange(len(z_vec)) < min(defaults.count, len(z_vec) - 1)
     edits, pictures = {}, []
     for i, name in enumerate(names):

@@ -110,10 +110,11 @@ def _edit_row(export, shards: str, held: np.ndarray, held_labels: np.ndarray, co
 
     train_x, train_smiling = _labelled_train(shards, "smiling")
     known = ~np.isnan(train_smiling)
-    z_train = export.encode(tf.constant(train_x[known]))["z"].numpy()
+    codes = getattr(export, "code", export.encode)  # exports older than the code endpoint: the encoder's codes
+    z_train = np.concatenate([codes(tf.constant(train_x[known][i:i + 256]))["z"].numpy()
+                              for i in range(0, int(known.sum()), 256)])
     vector = latent.attribute_vector(z_train, train_smiling[known] > 0.5, "smiling")
     without = np.flatnonzero(held_labels == 0)[:count]
-    codes = getattr(export, "code", export.encode)  # exports older than the code endpoint: the encoder's codes
     z = codes(tf.constant(held[without]))["z"].numpy()
     edited = latent.apply(z, vector, latent.default_alpha(vector))
     return export.decode(tf.constant(edited))["images"].numpy()

@@ -58,14 +58,26 @@ class InferenceModel:
         self.source = source
         self.batch_size = int(batch_size)
 
-    def _batched(self, fn: Callable, inputs: np.ndarray, out_shape: tuple) -> np.ndarray:
+    def _batched(self, fn: Callable, inputs: np.ndarray, out_shape: tuple, progress: str | None = None) -> np.ndarray:
+        """fn over ``inputs`` in batches of ``batch_size``; ``progress``: the description of a tqdm bar (None: no
+        bar)."""
         import tensorflow as tf
 
         inputs = np.asarray(inputs, dtype=np.float32)
         if len(inputs) == 0:
             return np.zeros((0,) + out_shape, np.float32)
-        parts = [np.asarray(fn(tf.constant(inputs[i:i + self.batch_size])), dtype=np.float32)
-                 for i in range(0, len(inputs), self.batch_size)]
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(inputs), desc=progress, unit="img")
+        parts = []
+        for i in range(0, len(inputs), self.batch_size):
+            parts.append(np.asarray(fn(tf.constant(inputs[i:i + self.batch_size])), dtype=np.float32))
+            if bar is not None:
+                bar.update(len(parts[-1]))
+        if bar is not None:
+            bar.close()
         return np.concatenate(parts, axis=0)
 
     def _checked(self, images: np.ndarray, name: str) -> np.ndarray:
@@ -80,10 +92,12 @@ class InferenceModel:
         """images [B, S, S, C] in [0, 1] -> z [B, d] = f_K o ... o f_1(mean of q0(z0|x)), one encoder pass."""
         return self._batched(self._encode_fn, self._checked(images, "encode"), (self.latent_dim,))
 
-    def code(self, images: np.ndarray) -> np.ndarray:
+    def code(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
         """images [B, S, S, C] in [0, 1] -> z [B, d]: ``encode`` refined by the model's ``refine_steps``
-        (facevae.model.refine), the codes ``reconstruct`` decodes; ``encode`` itself for a model without."""
-        return self._batched(self._code_fn, self._checked(images, "code"), (self.latent_dim,))
+        (facevae.model.refine), the codes ``reconstruct`` decodes; ``encode`` itself for a model without.
+        ``progress``: a progress bar over the images (refining costs about 50 decoder passes each way per face)."""
+        return self._batched(self._code_fn, self._checked(images, "code"), (self.latent_dim,),
+                             progress="codes" if progress else None)
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """z [B, d] -> images [B, S, S, C] in [0, 1] (the likelihood's mean)."""

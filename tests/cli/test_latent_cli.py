@@ -221,3 +221,29 @@ def test_a_continuous_attribute_needs_a_threshold_and_works_with_one(setup, tmp_
     saved = json.loads((tmp_path / "age.json").read_text())
     assert saved["name"] == "age>=40" and saved["counts"] == [int((ages >= 40).sum()), int((ages < 40).sum())]
     assert (tmp_path / "age.png").is_file()
+
+
+def test_the_vector_is_fitted_on_the_codes_the_edits_are_applied_to():
+    """With a refining model the edits move refined codes (``code``), so the vector is the class-mean difference of
+    the same codes, not of the encoder's."""
+    from facevae import attributes
+    from facevae.analysis import latent
+
+    class Refining:
+        image_size, channels, latent_dim = 32, 3, 12
+
+        def encode(self, images):
+            raise AssertionError("the vector must come from code(), the codes the edits use")
+
+        def code(self, images, progress=False):
+            return np.asarray(images, np.float64).reshape(len(images), -1)[:, ::256][:, :12]
+
+    model = Refining()
+    args = attributes.build_parser().parse_args(["--model", "m", "--attribute", "glasses", "--count", "40",
+                                                 "--rows", "2"])
+    vector, _, images, labels, _ = attributes._vector(args, model)
+    z, y = model.code(images)[:40], labels[:40]
+    difference = z[y].mean(0) - z[~y].mean(0)
+    np.testing.assert_allclose(vector.direction, difference / np.linalg.norm(difference), rtol=1e-5, atol=1e-7)
+    assert vector.counts == (int(y.sum()), int((~y).sum()))
+    assert isinstance(vector, latent.AttributeVector)
