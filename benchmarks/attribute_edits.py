@@ -20,7 +20,9 @@
    reconstruction as a baseline, other judged attributes unchanged (all equal the judge's reading of
    the unedited reconstruction), and identity kept (``facevae.analysis.face_metrics``: dlib descriptor
    distance < 0.6; undetected faces count as not kept) of the edit against the same face's unedited
-   reconstruction (what the edit should preserve) and against the original.
+   reconstruction (what the edit should preserve) and against the original. A control moves each face as
+   far as the 1x edit along a random unit direction of its own (seeded by --seed): how often the judge's
+   readings change under a change of that size that is not the attribute.
 
 Attribute names match case-insensitively (CelebA's ``Smiling`` and the manifest's ``smiling``).
 
@@ -321,6 +323,7 @@ def main(argv=None) -> int:
     z_vec = model.code(vector_faces.images, progress=True)
     first = np.arange(len(z_vec)) < min(defaults.count, len(z_vec) - 1)
     edits, pictures = {}, []
+    rng = np.random.default_rng(args.seed)  # the random-direction control's directions
     for i, name in enumerate(names):
         labelled, known_here = vector_faces.binary(name)
         fit = first & known_here
@@ -351,6 +354,14 @@ def main(argv=None) -> int:
                 rows[f"{multiple:g}x"] = row
                 if len(subset):
                     pictures.append((name, direction, multiple, subset[:6], edited[:6]))
+            if len(subset):  # control: each face moved as far (1x) along a random unit direction of its own
+                random = rng.standard_normal((len(subset), z.shape[1]))
+                random /= np.linalg.norm(random, axis=1, keepdims=True)
+                pred = judge_scores(judge, model.decode((z[subset] + alpha * random).astype(np.float32))) > 0.5
+                rows["random_direction_1x"] = {
+                    "success": float(np.mean(pred[:, i] == target)),
+                    "others_unchanged": float(np.mean(np.all(pred[:, others] == recon_pred[subset][:, others], axis=1)))
+                    if others else None}
             entry[direction] = rows
         edits[name] = entry
 
@@ -432,16 +443,21 @@ def render_markdown(result: dict) -> str:
               "the target value; 'recon already' is the share of unedited reconstructions it already reads so. "
               + ("Identity kept: vs the unedited reconstruction / vs the original (undetected faces count as not kept)."
                  if identity else "Identity not measured (--no-identity)."), "",
+              "A random direction moves each face as far as the 1x edit along a random unit direction of its "
+              "own: its success and others unchanged are what the judge reads for a change of that size that is "
+              "not the attribute (the control).", "",
               "| edit | faces | recon already | success 1x | success 2x | others unchanged 1x / 2x "
+              "| random direction: success / others unchanged "
               + ("| identity vs recon 1x / 2x | identity vs original 1x / 2x |" if identity else "|"),
-              "|---|---|---|---|---|---|" + ("---|---|" if identity else "")]
+              "|---|---|---|---|---|---|---|" + ("---|---|" if identity else "")]
     for name, e in result["edits"].items():
         for direction in ("add", "remove"):
             r = e[direction]
-            one, two = r.get("1x", {}), r.get("2x", {})
+            one, two, random = r.get("1x", {}), r.get("2x", {}), r.get("random_direction_1x", {})
             line = (f"| {direction} {name} | {r['faces']} | {_pct(r['reconstruction_reads_target'])} | "
                     f"{_pct(one.get('success'))} | {_pct(two.get('success'))} | "
-                    f"{_pct(one.get('others_unchanged'))} / {_pct(two.get('others_unchanged'))} |")
+                    f"{_pct(one.get('others_unchanged'))} / {_pct(two.get('others_unchanged'))} | "
+                    f"{_pct(random.get('success'))} / {_pct(random.get('others_unchanged'))} |")
             if identity:
                 ident_r = " / ".join(_pct(s.get("identity_vs_reconstruction", {}).get("kept")) for s in (one, two))
                 ident_o = " / ".join(_pct(s.get("identity_vs_original", {}).get("kept")) for s in (one, two))
