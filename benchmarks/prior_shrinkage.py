@@ -1,6 +1,6 @@
 """How far should the fitted Gaussian prior's covariance be shrunk? Held-out log-density and prior samples, per shrinkage.
 
-    PYTHONPATH=. python benchmarks/prior_shrinkage.py --model RUN_DIR --shards SHARDS --tag NAME
+    PYTHONPATH=. python benchmarks/prior_shrinkage.py --model RUN_DIR --tag NAME
     PYTHONPATH=. python benchmarks/prior_shrinkage.py --model RUN_DIR --shards SHARDS --shrinkage 0,lw,0.2
 
 For a trained run (its export's ``model.keras``): the posterior means of its training and validation splits (as
@@ -24,6 +24,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
+DEFAULT_SHARDS = os.path.join(os.path.expanduser("~"), ".cache", "facevae", "real_faces", "shards64")
 
 
 def _shrinkages(text: str) -> list:
@@ -61,14 +62,22 @@ def render_markdown(result: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, help="run directory of python -m facevae.train")
-    parser.add_argument("--shards", required=True, help="shards whose validation split are the held-out faces "
-                                                       "(benchmarks/real_faces.py's work/shards64)")
+    parser.add_argument("--shards", default=DEFAULT_SHARDS,
+                        help="shards whose validation split are the held-out faces: benchmarks/real_faces.py's "
+                             f"--work/shards64 (default: {DEFAULT_SHARDS}, where real_faces.py makes them)")
     parser.add_argument("--shrinkage", type=_shrinkages, default="0,0.05,lw,0.2,0.4",
                         help="comma list of shrinkages in [0, 1] and 'lw' (default: 0,0.05,lw,0.2,0.4)")
     parser.add_argument("--samples", type=int, default=200, help="prior samples per temperature (default: 200)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample noise (default: 0)")
     parser.add_argument("--tag", default="run", help="results name: benchmarks/results/prior_shrinkage_<tag>.*")
     args = parser.parse_args(argv)
+    for needed in ("config.json", os.path.join("export", "model.keras")):
+        if not os.path.isfile(os.path.join(args.model, needed)):
+            parser.error(f"--model {args.model}: no {needed} there; pass a run directory of python -m facevae.train "
+                         "with its export")
+    if not os.path.isfile(os.path.join(args.shards, "manifest.json")):
+        parser.error(f"--shards {args.shards}: no manifest.json there; run benchmarks/real_faces.py once to make the "
+                     "held-out shards, or pass them")
 
     import keras
     import tensorflow as tf
