@@ -12,8 +12,8 @@
 2. Attribute vectors exactly as ``python -m facevae.attributes`` computes them by default (``--balance``: as it does
    with --balance, correlated attributes held fixed)
    (``facevae.analysis.latent.attribute_vector`` on the codes, refined when the model refines, of its default
-   --count faces of the train split, or of the built-in faces of its default --seed), applied at the CLI's default strength
-   (``facevae.analysis.latent.default_alpha``, the class-mean gap) and at 2x.
+   --count faces of the train split, or of the built-in faces of its default --seed), applied at the CLI's
+   default strength (``facevae.analysis.latent.default_alpha``, the class-mean gap) and at 2x.
 3. On held-out faces (shards: the validation split, else test; built-in: seed 0 from index 200000):
    add the attribute to faces without it and remove it from faces with it (labels from the table),
    decode, and report: success (the judge reads the target value), the judge's reading of the unedited

@@ -1,4 +1,4 @@
-"""How far should the fitted Gaussian prior's covariance be shrunk? Held-out log-density and prior samples, per shrinkage.
+"""How far should the fitted Gaussian prior's covariance be shrunk? Held-out code density and samples, per shrinkage.
 
     PYTHONPATH=. python benchmarks/prior_shrinkage.py --model RUN_DIR --tag NAME
     PYTHONPATH=. python benchmarks/prior_shrinkage.py --model RUN_DIR --shards SHARDS --shrinkage 0,lw,0.2

@@ -12,7 +12,8 @@ A continuous column (FFHQ's age in years, its smile probability) is an attribute
 it younger. The vector is mean(z | attribute) - mean(z | not) over --count faces of --data, normalised to unit
 length (``facevae.analysis.latent.attribute_vector``; --balance holds correlated attributes fixed by least
 squares). z is the code the edit is applied to: the model's refined code (``code``) when it refines, which
-for the 64-px face defaults takes about 2 minutes per 1,000 faces on 2 CPU cores. It is saved beside the grid (grid.png -> grid.npy, unit vector, and grid.json, its statistics).
+for the 64-px face defaults takes about 2 minutes per 1,000 faces on 2 CPU cores. The vector is saved beside the grid
+(grid.png -> grid.npy, unit vector, and grid.json, its statistics).
 Alphas are multiples of the vector's class-mean gap unless --alpha-units latent: alpha = 1 is the
 default edit (a typical face without the attribute moves to the mean of the faces with it), -1
 the default removal. Each grid row is one face: the input, then its decodings at each alpha.

@@ -289,9 +289,9 @@ def fit_gaussian_mixture(codes, components: int = 1, ridge: float = 1e-6, iterat
 def fit_flow_prior(codes, num_flows: int, flow_type: str = "planar", steps: int = 400, learning_rate: float = 1e-2,
                    batch_size: int = 512, seed: int = 0) -> LatentPrior:
     """A ``LatentPrior`` of ``num_flows`` flows on the Gaussian of ``codes`` [N, d] (``fit_gaussian_mixture`` with
-    one component: Ledoit-Wolf shrunk), then the flows by Adam on the mean negative log-density of the codes (minibatches
-    of ``batch_size``, ``steps`` steps), starting near the identity (so the fit starts at the Gaussian's
-    log-density and can only be pulled away from it by the likelihood)."""
+    one component: Ledoit-Wolf shrunk), then the flows by Adam on the mean negative log-density of the codes
+    (minibatches of ``batch_size``, ``steps`` steps), starting near the identity (so the fit starts at the
+    Gaussian's log-density and can only be pulled away from it by the likelihood)."""
     codes = _check_codes(codes)
     weights, means, trils = fit_gaussian_mixture(codes, 1)
     layer = LatentPrior(codes.shape[1], num_flows=num_flows, flow_type=flow_type, name="prior", dtype="float32")
