@@ -112,7 +112,7 @@ def main(argv=None) -> int:
                                         "frechet": real_faces._frechet(analysis_held, analysis)}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    standard = float(np.mean(-0.5 * np.sum(validation**2 + np.log(2 * np.pi), axis=1)))
+    standard = float(np.mean(prior._standard_normal_log_prob(validation)))
     result = {"model": os.path.realpath(args.model), "latent_dim": int(train.shape[1]), "train_codes": len(train),
               "validation_codes": len(validation), "standard_normal": standard, "held_out_faces": len(held),
               "rows": rows, "seconds": time.time() - started,
