@@ -524,12 +524,13 @@ def _check_section(section: str, cls: type, values: Any) -> None:
 
 def _faces(dataset: str, size: int) -> RunConfig:
     return RunConfig(
-        # Random 1-px shifts (measured at 64 px, two seeds each against the same command without them): identity kept
-        # on held-out real faces 30% and 31% against 27% and 23%, 21.4 / 21.3 dB against 20.8; validation loss still
-        # improving at epoch 100 instead of overfitting from epoch 60; prior samples 76% / 75% detected against 80% /
-        # 78%, seams 1.23 / 1.22 against 1.17 (README, "Real faces, measured"). Shifting only the first 70% of the
-        # epochs (--shift-until 0.7, three seeds) weakened the seams (1.15-1.21) but kept fewer identities (24-31%).
-        data=DataConfig(dataset=dataset, image_size=size, channels=3, flip=True, shift=1),
+        # No random shifts (--shift 0). With a code of 200 and the encoder's codes, 1-px shifts kept more held-out
+        # identities (30% and 31% against 27% and 23%), but they bring faint one-pixel lines every 16 px. With a code
+        # of 800 and refined codes the gain is gone: 64 px, 100 epochs, seeds 0 / 1 / 2, without shifts against with
+        # them: identity kept 71 / 70 / 68% against 71 / 70 / 71%, seam ratio of reconstructions 1.16 / 1.16 / 1.14
+        # (local 1.01-1.03) against 1.20 / 1.22 / 1.19 (local 1.06-1.10), prior samples detected at T = 1 84 / 82 /
+        # 88% against 82 / 83 / 82% (README, "Real faces, measured").
+        data=DataConfig(dataset=dataset, image_size=size, channels=3, flip=True, shift=0),
         # A calibrated decoder (learned per-channel sigma, full Gaussian normaliser), a 4x4-kernel decoder and a
         # full-covariance Gaussian prior fitted to the training codes after training (issue 14): with the published
         # objective (--likelihood mse --r-loss-factor 10000, sigma = 0.78 at 64 px) every face comes back as a
