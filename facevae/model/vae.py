@@ -294,11 +294,11 @@ class FaceVAE(keras.Model):
         draws z0, zk [B, d].
         """
         mean, log_var, features = self.posterior(images, training=training)
-        z0, _ = self.sampler(mean, log_var, noise=noise)
+        z0, eps = self.sampler(mean, log_var, noise=noise)
         zk, log_det = self.apply_flows(z0, features)
         logits = self.decode_logits(zk, training=training, images=images)
         reconstruction = self._reconstruction(images, logits, training=training)
-        log_q0 = losses.diagonal_gaussian_log_prob(z0, mean, log_var)
+        log_q0 = losses.reparameterised_log_prob(eps, log_var)
         log_prior = losses.standard_normal_log_prob(zk)
         kl = log_q0 - log_det - log_prior
         if kl_weight is None and training:
@@ -319,7 +319,7 @@ class FaceVAE(keras.Model):
         S draws share them.
         """
         mean, log_var, features = self.posterior(images)
-        z0, _ = self.sampler(mean, log_var, num_samples=num_samples)  # [S, B, d]
+        z0, eps = self.sampler(mean, log_var, num_samples=num_samples)  # [S, B, d]
         batch = tf.shape(mean)[0]
         flat_z0 = tf.reshape(z0, [-1, self.config.latent_dim])
         flat_features = tf.tile(features, [num_samples, 1])
@@ -332,7 +332,7 @@ class FaceVAE(keras.Model):
         else:
             logits = self.decode_logits(zk)
         log_likelihood = -self._reconstruction(repeated, logits)
-        log_q0 = losses.diagonal_gaussian_log_prob(z0, mean, log_var)  # [S, B]
+        log_q0 = losses.reparameterised_log_prob(eps, log_var)  # [S, B]
         flat = log_likelihood + log_det + losses.standard_normal_log_prob(zk)
         return tf.reshape(flat, [num_samples, batch]) - log_q0
 

@@ -59,6 +59,32 @@ def test_log_probs_equal_scipy():
     np.testing.assert_allclose(losses.standard_normal_log_prob(z).numpy(), p, rtol=1e-10)
 
 
+def test_reparameterised_log_prob_equals_the_density_of_the_draw_with_the_same_gradients():
+    rng = np.random.default_rng(7)
+    mean, log_var, eps = (tf.constant(a) for a in rng.normal(size=(3, 5, 4)))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([mean, log_var, eps])
+        z = mean + tf.exp(log_var / 2) * eps
+        direct = losses.diagonal_gaussian_log_prob(z, mean, log_var)
+        from_noise = losses.reparameterised_log_prob(eps, log_var)
+    np.testing.assert_allclose(from_noise.numpy(), direct.numpy(), rtol=1e-12)
+    for variable in (mean, log_var, eps):
+        expected = tape.gradient(direct, variable)
+        got = tape.gradient(from_noise, variable)
+        np.testing.assert_allclose(np.zeros_like(expected) if got is None else got, expected, atol=1e-12)
+
+
+def test_reparameterised_log_prob_stays_finite_for_a_very_precise_posterior_in_float32():
+    """mean 10, log_var -100: z - mean rounds to 0 and exp(-log_var) overflows; the direct formula gives NaN."""
+    mean = tf.fill([2, 3], 10.0)
+    log_var = tf.fill([2, 3], -100.0)
+    eps = tf.constant([[0.5, -1.0, 2.0], [0.0, 1.5, -0.3]])
+    z = mean + tf.exp(log_var / 2) * eps
+    assert np.all(np.isnan(losses.diagonal_gaussian_log_prob(z, mean, log_var).numpy()))
+    exact = -0.5 * np.sum(math.log(2 * math.pi) - 100.0 + np.square(eps.numpy().astype(np.float64)), axis=-1)
+    np.testing.assert_allclose(losses.reparameterised_log_prob(eps, log_var).numpy(), exact, rtol=1e-6)
+
+
 def test_closed_form_kl_agrees_with_monte_carlo():
     rng = np.random.default_rng(4)
     mean, log_var = rng.normal(size=(2, 3, 6))
