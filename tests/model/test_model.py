@@ -49,7 +49,7 @@ def test_monte_carlo_kl_without_flows_matches_closed_form():
 
 
 def test_a_very_precise_posterior_gives_a_finite_objective():
-    """log_var -100 at mean 10 (float32): the one-sample KL and the importance weights stay finite and exact."""
+    """log_var -100 at mean 10 (float32): the one-sample KL is finite and exact, the importance weights finite."""
     model = FaceVAE(small_config(flows=0), seed=1)
     _set_posterior_bias(model, 10.0, -100.0)
     image = tf.random.uniform([2, 32, 32, 3], seed=3)
