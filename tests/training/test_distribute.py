@@ -52,8 +52,13 @@ def test_mirrored_over_two_cpus_matches_one_device_at_the_same_global_batch(tmp_
     compared = {k: v for k, v in result["weight_differences"].items() if not k.endswith(PRE_BATCH_NORM_BIAS)}
     assert len(compared) >= 30
     for path, difference in compared.items():
-        # tolerance 1e-5 absolute, against weights that moved by about 3e-3 (3 Adam steps of 1e-3)
-        assert difference <= 1e-5, (path, difference, result["weight_movement"][path])
+        # Tolerance: 1e-5 absolute or 1% of the weight's own movement (about 3e-3: 3 Adam steps of 1e-3), whichever
+        # is larger. Summation-order rounding is scaled up by Adam where a gradient is small: on an AVX-512 CPU the
+        # first convolution's kernel differs by 1.3e-5 (0.4% of its movement), every other weight by < 3e-6. A
+        # layout that trained differently (say, unreduced per-replica gradients) moves weights apart by about
+        # their movement.
+        movement = result["weight_movement"].get(path, 0.0)
+        assert difference <= max(1e-5, 0.01 * movement), (path, difference, movement)
     assert max(result["weight_movement"].values()) > 1e-3  # training did move the weights
 
 
