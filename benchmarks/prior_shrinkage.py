@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     from facevae.analysis import face_metrics as fm
     from facevae.config import RunConfig
     from facevae.data.datasets import training_data
-    from facevae.model import prior
+    from facevae.model import losses, prior
     from facevae.model.vae import FaceVAE  # noqa: F401  (registers the classes load_model needs)
 
     started = time.time()
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
                                         "frechet": real_faces._frechet(analysis_held, analysis)}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    standard = float(np.mean(prior._standard_normal_log_prob(validation)))
+    standard = float(np.mean(losses.standard_normal_log_prob(validation)))
     result = {"model": os.path.realpath(args.model), "latent_dim": int(train.shape[1]), "train_codes": len(train),
               "validation_codes": len(validation), "standard_normal": standard, "held_out_faces": len(held),
               "rows": rows, "seconds": time.time() - started,

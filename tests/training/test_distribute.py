@@ -53,8 +53,8 @@ def test_mirrored_over_two_cpus_matches_one_device_at_the_same_global_batch(tmp_
     assert len(compared) >= 30
     for path, difference in compared.items():
         # Tolerance: 1e-5 absolute or 1% of the weight's own movement (about 3e-3: 3 Adam steps of 1e-3), whichever
-        # is larger. Summation-order rounding is scaled up by Adam where a gradient is small: on an AVX-512 CPU the
-        # first convolution's kernel differs by 1.3e-5 (0.4% of its movement), every other weight by < 3e-6. A
+        # is larger. Summation-order rounding, presumably scaled up by Adam where a gradient is small: on an AVX-512
+        # CPU the first convolution's kernel differs by 1.3e-5 (0.4% of its movement), every other weight by < 3e-6. A
         # layout that trained differently (say, unreduced per-replica gradients) moves weights apart by about
         # their movement.
         movement = result["weight_movement"].get(path, 0.0)
