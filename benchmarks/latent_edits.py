@@ -7,7 +7,7 @@
    it also judges the VAE's smoother decodings; it is cached at --classifier.
 2. Attribute vectors are computed exactly as ``python -m facevae.attributes`` does by default
    (``facevae.attributes`` defaults: first 2000 built-in faces of seed 0, ``latent.attribute_vector``),
-   and applied at the CLI's default strength ``latent.default_alpha`` (= the class-mean gap).
+   and applied at the CLI's default strength ``latent.default_alpha`` (= 1.5 class-mean gaps).
 3. On held-out faces (seed 0, indices from 200000): for faces without the attribute, add it and
    decode; the add rate is the fraction the classifier calls positive; "unchanged" is the fraction
    whose other predicted attributes equal the classifier's reading of the unedited reconstruction.

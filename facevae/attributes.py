@@ -10,13 +10,14 @@
 A continuous column (FFHQ's age in years, its smile probability) is an attribute only with a threshold:
 'age>=40' has faces of 40 and over on the "with" side, so positive alphas age a face and negative ones make
 it younger. The vector is mean(z | attribute) - mean(z | not) over --count faces of --data, normalised to unit
-length (``facevae.analysis.latent.attribute_vector``; --balance holds correlated attributes fixed by least
-squares). z is the code the edit is applied to: the model's refined code (``code``) when it refines, which
+length (``facevae.analysis.latent.attribute_vector``). By default (--balance) attributes whose labels
+correlate with it (|phi| >= 0.1) are held fixed by least squares, so that adding glasses does not also add
+what goes with glasses in the data (on FFHQ: being male); --no-balance gives the plain difference. z is the code the edit is applied to: the model's refined code (``code``) when it refines, which
 for the 64-px face defaults takes about 2 minutes per 1,000 faces on 2 CPU cores. The vector is saved beside the grid
 (grid.png -> grid.npy, unit vector, and grid.json, its statistics).
-Alphas are multiples of the vector's class-mean gap unless --alpha-units latent: alpha = 1 is the
-default edit (a typical face without the attribute moves to the mean of the faces with it), -1
-the default removal. Each grid row is one face: the input, then its decodings at each alpha.
+Alphas are multiples of the vector's class-mean gap unless --alpha-units latent: alpha = 1.5 is the
+default edit (``facevae.analysis.latent.DEFAULT_STRENGTH``: a typical face without the attribute moves half a
+gap beyond the mean of the faces with it), -1.5 the default removal; the default grid runs from one to the other. Each grid row is one face: the input, then its decodings at each alpha.
 """
 from __future__ import annotations
 
@@ -62,10 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alphas", type=parse_alphas, default="-1.5:1.5:7",
                    help="edit strengths, start:stop:count or a comma list (default: -1.5:1.5:7)")
     p.add_argument("--alpha-units", choices=("gap", "latent"), default="gap",
-                   help="'gap': multiples of the class-mean gap (1 = default edit); 'latent': raw latent units")
-    p.add_argument("--balance", action="store_true",
+                   help="'gap': multiples of the class-mean gap (1.5 = default edit); 'latent': raw latent units")
+    p.add_argument("--balance", action=argparse.BooleanOptionalAction, default=True,
                    help="hold attributes correlated with this one (|phi| >= 0.1, known for every face used) fixed "
-                        "when computing the vector; copies of it (FFHQ's 'smile' of 'smiling') are skipped")
+                        "when computing the vector; copies of it (FFHQ's 'smile' of 'smiling') are skipped. "
+                        "--no-balance: the plain class-mean difference (default: balanced)")
     p.add_argument("--count", type=cli.positive_int, default=2000, help="faces used for the vector (default: 2000)")
     p.add_argument("--seed", type=cli.non_negative_int, default=0, help="seed of the built-in faces (default: 0)")
     p.add_argument("--split", default="train", help="shard split to read (default: train)")

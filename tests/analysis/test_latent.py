@@ -179,6 +179,7 @@ def test_apply_moves_the_projection_by_alpha_and_nothing_else():
     residual = out - np.einsum("bad,d->ba", out, v.direction)[..., None] * v.direction
     np.testing.assert_allclose(residual, np.broadcast_to(residual[:, :1], residual.shape), atol=1e-5)  # orthogonal part is the same for every alpha
     assert latent.apply(z[:7], v, latent.default_alpha(v)).shape == (7, 8)
+    assert latent.default_alpha(v) == pytest.approx(1.5 * v.gap)  # the documented default: 1.5 class-mean gaps
     assert latent.apply(z[0], v, alphas).shape == (3, 8)
     with pytest.raises(ValueError, match="does not fit"):
         latent.apply(np.zeros((2, 5)), v, 1.0)

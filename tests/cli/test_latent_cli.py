@@ -185,8 +185,9 @@ def _shards_with_attributes(tmp_path, columns: str, row, seed: int, count: int =
 
 
 def test_balance_on_shards_with_unknown_labels_and_a_copied_attribute(setup, tmp_path):
-    """--balance on FFHQ-like shards: some faces lack labels (no face found), and 'smile' copies 'smiling'. The
-    controls are chosen among the attributes known for every face the vector is fitted on, without the copy."""
+    """Balanced vectors (the default) on FFHQ-like shards: some faces lack labels (no face found), and 'smile'
+    copies 'smiling'. The controls are chosen among the attributes known for every face the vector is fitted on,
+    without the copy; --no-balance holds nothing fixed."""
     from facevae.attributes import main
 
     _, export, _, _ = setup
@@ -197,9 +198,10 @@ def test_balance_on_shards_with_unknown_labels_and_a_copied_attribute(setup, tmp
         return f",,,{int(makeup)}" if i % 7 == 3 else f",{int(smiling)},{int(smiling)},{int(makeup)}"
 
     shards = _shards_with_attributes(tmp_path, "smiling,smile,lip_makeup", row, seed=3)
-    assert main(["--model", export, "--data", shards, "--attribute", "smiling", "--balance",
-                 "--count", "30", "--rows", "2", "--alphas", "-1:1:3", "--out", str(tmp_path / "smiling.png")]) == 0
-    assert json.loads((tmp_path / "smiling.json").read_text())["controlled_for"] == ["lip_makeup"]
+    for flags, stem, controls in (([], "smiling", ["lip_makeup"]), (["--no-balance"], "plain", [])):
+        assert main(["--model", export, "--data", shards, "--attribute", "smiling", *flags, "--count", "30",
+                     "--rows", "2", "--alphas", "-1:1:3", "--out", str(tmp_path / f"{stem}.png")]) == 0
+        assert json.loads((tmp_path / f"{stem}.json").read_text())["controlled_for"] == controls
 
 
 def test_a_continuous_attribute_needs_a_threshold_and_works_with_one(setup, tmp_path):
@@ -240,7 +242,7 @@ def test_the_vector_is_fitted_on_the_codes_the_edits_are_applied_to():
 
     model = Refining()
     args = attributes.build_parser().parse_args(["--model", "m", "--attribute", "glasses", "--count", "40",
-                                                 "--rows", "2"])
+                                                 "--rows", "2", "--no-balance"])
     vector, _, images, labels, _ = attributes._vector(args, model)
     z, y = model.code(images)[:40], labels[:40]
     difference = z[y].mean(0) - z[~y].mean(0)
