@@ -1,4 +1,4 @@
-"""benchmarks/attribute_edits.py: case-insensitive attribute names and the judge's masked loss."""
+"""benchmarks/attribute_edits.py: case-insensitive attribute names, the judge's weights and masked loss."""
 import json
 import os
 
@@ -34,6 +34,27 @@ def test_masked_bce_ignores_unknown_labels(bench):
     value = float(keras.ops.convert_to_numpy(bench._masked_bce(np.concatenate([labels, known], 1), p)))
     expected = -(np.log(0.9) + np.log(0.7) + np.log(0.6)) / 3
     assert value == pytest.approx(expected, rel=1e-5)
+
+
+def test_independence_weights_make_correlated_labels_independent(bench):
+    """Glasses drawn with P(male) 0.7 against 0.4 without: under the weights P(male | glasses) = P(male | none),
+    the marginals are kept, the weights of fully labelled faces average 1, and faces with an unknown label get 1."""
+    rng = np.random.default_rng(0)
+    glasses = rng.random(2000) < 0.25
+    male = np.where(glasses, rng.random(2000) < 0.7, rng.random(2000) < 0.4)
+    labels = np.stack([glasses, male], 1)
+    known = np.ones_like(labels)
+    known[:40, 1] = False
+    w = bench.independence_weights(labels, known)
+    full = known.all(1)
+    assert np.all(w[~full] == 1.0) and w[full].mean() == pytest.approx(1.0)
+    g, m, wf = glasses[full], male[full], w[full]
+    assert m[g].mean() > m[~g].mean() + 0.2  # correlated as drawn
+    assert np.sum(wf * (g & m)) / np.sum(wf * g) == pytest.approx(np.sum(wf * (~g & m)) / np.sum(wf * ~g))
+    assert np.sum(wf * g) / wf.sum() == pytest.approx(g.mean())  # the marginal stays
+    # combinations that never occur (the two labels are complements): positive weights, still averaging 1
+    w = bench.independence_weights(np.stack([g, ~g], 1), np.ones((len(g), 2), bool))
+    assert np.all(w > 0) and w.mean() == pytest.approx(1.0)
 
 
 def test_judge_learns_a_visible_attribute(bench):
