@@ -209,6 +209,10 @@ class ModelConfig:
     gives every output pixel the same number of taps, which removes the strong seam grid of 3x3 kernels (though the
     trained taps of even and odd pixels still differ: see decoder_resize_blocks); models saved before this field
     existed load with their 3x3 kernels (LEGACY_DECODER_KERNEL).
+    log_var_max: soft upper bound m on the posterior log-variance, log_var = m - softplus(m - raw) <= m (the
+    slope sigmoid(m - raw) is near 1 well below m); None (the default, and models saved before the field existed):
+    unbounded. The face presets use 2: a posterior wider than e times the prior's sd is never useful, and the
+    bound caps the KL term's gradient exp(log_var) / 2 per dimension, whose spikes stopped 128-px training.
     decoder_resize_blocks: how many of the conv decoder's four blocks, from the first (coarsest), double the size
     by a bilinear resize then a 3x3 Conv2D instead of a stride-2 Conv2DTranspose. The all-transposed decoder shows
     lines every 16 px at 64 px (``facevae.analysis.metrics.seam_ratio``; their cause is open); resizing the coarse
@@ -259,6 +263,10 @@ class ModelConfig:
         "side of the decoder's stride-2 Conv2DTranspose kernels; 4 gives every pixel the same number of taps, 3 is the "
         "old decoder (a strong seam grid)",
         parse="positive_int"))
+    log_var_max: float | None = field(default=None, metadata=flag(
+        "soft upper bound on the posterior log-variance, log_var = m - softplus(m - raw); the face presets use 2 "
+        "(posterior sd at most e times the prior's), which stops the KL spikes that wrecked 128-px training",
+        parse="float", none="no bound"))
     decoder_resize_blocks: int = field(default=0, metadata=flag(
         "how many decoder blocks, from the coarsest, resize (bilinear x2, then 3x3 Conv2D) instead of a stride-2 "
         "Conv2DTranspose, 0-4; 2 weakens the 16-px line grid on real faces but keeps fewer identities (README)",
@@ -301,6 +309,9 @@ class ModelConfig:
         _positive("r_loss_factor", self.r_loss_factor)
         if not isinstance(self.decoder_kernel, int) or self.decoder_kernel < 2:
             raise ValueError(f"decoder_kernel must be an integer >= 2. Received: decoder_kernel={self.decoder_kernel!r}")
+        if self.log_var_max is not None and not (isinstance(self.log_var_max, (int, float))
+                                                 and math.isfinite(self.log_var_max)):
+            raise ValueError(f"log_var_max must be a finite number or None. Received: log_var_max={self.log_var_max!r}")
         if not isinstance(self.decoder_resize_blocks, int) or not 0 <= self.decoder_resize_blocks <= 4:
             raise ValueError("decoder_resize_blocks must be an integer from 0 to 4 (the decoder has four blocks). "
                              f"Received: decoder_resize_blocks={self.decoder_resize_blocks!r}")
@@ -549,7 +560,7 @@ def _faces(dataset: str, size: int) -> RunConfig:
         # scores held-out codes 2,500 nats below N(0, I), the shrunk one 730 above.
         model=ModelConfig(image_size=size, channels=3, latent_dim=800, filters=(32, 64, 128, 256),
                           likelihood="gaussian", sigma="learned", decoder_kernel=4, prior="gmm", prior_components=1,
-                          refine_steps=50, refine_rate=0.03),
+                          refine_steps=50, refine_rate=0.03, log_var_max=2.0),
         # The published face-VAE optimiser: Adam 5e-4, batch 150, 30 epochs.
         train=TrainConfig(epochs=30, batch_size=150, learning_rate=5e-4),
     )

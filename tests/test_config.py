@@ -1,7 +1,7 @@
 """Presets, validation with messages that name the value, and the JSON round trip."""
 import pytest
 
-from facevae.config import DATASETS, PRESETS, RunConfig, preset
+from facevae.config import DATASETS, PRESETS, ModelConfig, RunConfig, preset
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
@@ -28,6 +28,8 @@ def test_face_presets_follow_the_published_optimiser_with_a_calibrated_decoder_a
         assert (m.filters, m.latent_dim) == ((32, 64, 128, 256), 800)  # measured on real faces (README)
         assert (m.refine_steps, m.refine_rate) == (50, 0.03)  # chosen on the validation faces (README)
         assert faces.data.flip and faces.data.shift == 0 and faces.train.precise_bn_batches == 8
+        assert m.log_var_max == 2.0  # the soft bound that keeps 128-px training stable (README)
+    assert ModelConfig().log_var_max is None  # unbounded elsewhere, and for models saved before the field
     # the published recipe stays reachable exactly
     assert preset("ffhq").model.r_loss_factor == 10000.0
 

@@ -1,7 +1,10 @@
 """The convolutional VAE with normalizing flows (planar, radial, ...) on its latent: encoder, decoder and ``FaceVAE``.
 
 Encoder: 4 x [Conv2D(3x3, stride 2, 'same') -> BatchNorm (fused kernel) -> LeakyReLU], Flatten, then
-Dense heads for the posterior mean and log-variance. Decoder: Dense -> Reshape ->
+Dense heads for the posterior mean and log-variance; with ``config.log_var_max = m`` (the face presets: 2) the
+log-variance is softly bounded above, log_var = m - softplus(m - raw). Without it, at 128 px a single batch could
+reach log_var 20 in one latent dimension: its KL term exp(log_var) / 2 gave a gradient of 1e9 that wrecked the
+whole network through Adam's moments (README, "At 128 px"). Decoder: Dense -> Reshape ->
 4 x [Conv2DTranspose(k x k, stride 2) -> BatchNorm -> LeakyReLU], the last block without
 BatchNorm or activation, giving logits; k = ``config.decoder_kernel``: 4 for new models (a multiple of the
 stride, so every output pixel gets the same number of taps), 3 for models saved before the field existed.
@@ -72,7 +75,24 @@ def build_encoder(config: ModelConfig) -> keras.Model:
     # The posterior heads stay float32 under a mixed-precision policy: sampling, flows and KL use them.
     mean = keras.layers.Dense(config.latent_dim, name="mean", dtype="float32")(features)
     log_var = keras.layers.Dense(config.latent_dim, name="log_var", dtype="float32")(features)
+    if config.log_var_max is not None:
+        log_var = SoftUpperBound(config.log_var_max, name="log_var_bound", dtype="float32")(log_var)
     return keras.Model(inputs, [mean, log_var, features], name="encoder")
+
+
+@keras.saving.register_keras_serializable(package="facevae")
+class SoftUpperBound(keras.layers.Layer):
+    """y = limit - softplus(limit - x): y ~ x well below ``limit``, never above it; dy/dx = sigmoid(limit - x)."""
+
+    def __init__(self, limit: float, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.limit = float(limit)
+
+    def call(self, x):
+        return self.limit - keras.ops.softplus(self.limit - x)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "limit": self.limit}
 
 
 def _upsample(x, filters: int, name: str, resize: bool, kernel: int, conv_name: str | None = None,

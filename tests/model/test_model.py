@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from facevae.model import losses
 from facevae.config import ModelConfig
-from facevae.model.vae import FaceVAE
+from facevae.model.vae import FaceVAE, SoftUpperBound
 from tiny_config import tiny_model_config
 
 
@@ -61,6 +61,45 @@ def test_a_very_precise_posterior_gives_a_finite_objective():
     expected = 0.5 * np.sum(np.square(mean) - log_var - np.square(noise), axis=-1)
     np.testing.assert_allclose(terms["kl"].numpy(), expected, rtol=1e-5)
     assert np.all(np.isfinite(model.log_importance_weights(image, num_samples=3).numpy()))
+
+
+def test_soft_upper_bound_keeps_low_values_caps_high_ones_and_has_a_sigmoid_slope():
+    """y = m - softplus(m - x): y <= m, y ~ x well below m, dy/dx = sigmoid(m - x) (against autodiff)."""
+    x = tf.constant([-30.0, -5.0, -0.1, 2.0, 5.0, 40.0])
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = SoftUpperBound(2.0)(x)
+    slope = tape.gradient(y, x).numpy()
+    y, x = y.numpy().astype(np.float64), x.numpy().astype(np.float64)
+    np.testing.assert_allclose(y, 2.0 - np.log1p(np.exp(2.0 - x)), rtol=1e-6, atol=1e-6)
+    assert np.all(y <= 2.0) and abs(y[1] - x[1]) < 1e-3 and abs(y[-1] - 2.0) < 1e-6
+    np.testing.assert_allclose(slope, 1.0 / (1.0 + np.exp(x - 2.0)), rtol=1e-5, atol=1e-12)
+
+
+def test_log_var_max_caps_the_kl_gradient_of_a_runaway_log_variance(tmp_path):
+    """A log-variance head at +20 (as one batch reached at 128 px): unbounded, the KL's gradient on the head's bias
+    is of order exp(20) / 2 ~ 2e8; with log_var_max 2 it stays below exp(2) / 2 * max eps^2 per dimension. The bound
+    is a layer of the saved model: a .keras round trip gives equal posteriors."""
+    image = tf.random.uniform([4, 32, 32, 3], seed=3)
+    largest = {}
+    for limit in (None, 2.0):
+        model = FaceVAE(small_config(flows=0, log_var_max=limit), seed=1)
+        _set_posterior_bias(model, 0.0, 20.0)
+        noise = np.random.default_rng(0).normal(size=(4, model.config.latent_dim)).astype(np.float32)
+        with tf.GradientTape() as tape:
+            kl = tf.reduce_mean(model.elbo_terms(image, noise=noise)["kl"])
+        gradient = tape.gradient(kl, model.encoder.get_layer("log_var").bias).numpy()
+        largest[limit] = np.abs(gradient).max()
+        log_var = model.posterior(image)[1].numpy()
+        assert (log_var.max() > 15) if limit is None else (log_var.max() <= limit)
+    assert largest[None] > 1e7
+    assert largest[2.0] < math.exp(2.0) / 2 * np.max(noise ** 2) + 1
+    path = str(tmp_path / "bounded.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.config.log_var_max == 2.0
+    for a, b in zip(loaded.posterior(image), model.posterior(image)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
 
 
 def _planar_numpy(z, u, w, b):
