@@ -46,8 +46,8 @@ import time
 
 import numpy as np
 
-__all__ = ["resolve_attributes", "build_judge", "independence_weights", "train_judge", "judge_scores", "judge_key", "cached_judge", "main",
-           "render_markdown", "JUDGE_SETTINGS"]
+__all__ = ["resolve_attributes", "build_judge", "independence_weights", "train_judge", "judge_scores", "judge_key",
+           "cached_judge", "main", "render_markdown", "JUDGE_SETTINGS"]
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 DEFAULT_ATTRIBUTES = {"synthetic": ("glasses", "smiling"), "shards": ("smiling", "glasses", "male")}

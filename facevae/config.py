@@ -211,8 +211,9 @@ class ModelConfig:
     existed load with their 3x3 kernels (LEGACY_DECODER_KERNEL).
     log_var_max: soft upper bound m on the posterior log-variance, log_var = m - softplus(m - raw) <= m (the
     slope sigmoid(m - raw) is near 1 well below m); None (the default, and models saved before the field existed):
-    unbounded. The face presets use 2: a posterior wider than e times the prior's sd is never useful, and the
-    bound caps the KL term's gradient exp(log_var) / 2 per dimension, whose spikes stopped 128-px training.
+    unbounded. The face presets use 2 (sd at most e times the prior's; a dimension the decoder ignores has its
+    optimum at the prior, log_var 0), which caps the KL term's gradient exp(log_var) / 2 per dimension, whose
+    spikes stopped 128-px training.
     decoder_resize_blocks: how many of the conv decoder's four blocks, from the first (coarsest), double the size
     by a bilinear resize then a 3x3 Conv2D instead of a stride-2 Conv2DTranspose. The all-transposed decoder shows
     lines every 16 px at 64 px (``facevae.analysis.metrics.seam_ratio``; their cause is open); resizing the coarse
@@ -264,7 +265,7 @@ class ModelConfig:
         "old decoder (a strong seam grid)",
         parse="positive_int"))
     log_var_max: float | None = field(default=None, metadata=flag(
-        "soft upper bound on the posterior log-variance, log_var = m - softplus(m - raw); the face presets use 2 "
+        "soft upper bound m on the posterior log-variance, log_var = m - softplus(m - raw); the face presets use 2 "
         "(posterior sd at most e times the prior's), which stops the KL spikes that wrecked 128-px training",
         parse="float", none="no bound"))
     decoder_resize_blocks: int = field(default=0, metadata=flag(

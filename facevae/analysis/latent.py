@@ -16,8 +16,8 @@ adding moves a face's projection on the direction by 1.5 class-mean gaps (a typi
 attribute lands half a gap beyond the mean projection of faces with it); removing uses the negative.
 One gap is not enough because the class means are averages over faces whose decodings show the attribute
 only partly: the 64-px face defaults' reconstructions lose the glasses of a third of the wearers in FFHQ,
-and at one gap a judge reads the added glasses on 55% of held-out faces, at 1.5 gaps on 93% (README,
-"Attribute edits on real faces"). With ``control`` attributes the difference is the
+and a judge read glasses added at one gap on 55% of held-out faces, at 1.5 gaps on 74-79% with the balanced
+vector (README, "Edits at 1.5 gaps"). With ``control`` attributes the difference is the
 least-squares coefficient of the attribute in z ~ 1 + attribute + controls, i.e. the class
 difference with correlated attributes held fixed (equal to the plain difference when there are none).
 """
