@@ -13,8 +13,9 @@ it younger. The vector is mean(z | attribute) - mean(z | not) over --count faces
 length (``facevae.analysis.latent.attribute_vector``). By default (--balance) attributes whose labels
 correlate with it (|phi| >= 0.1) are held fixed by least squares, so that adding glasses does not also add
 what goes with glasses in the data (on FFHQ: being male); --no-balance gives the plain difference. z is the
-code the edit is applied to: the model's refined code (``code``) when it refines, which for the 64-px face defaults takes about 2 minutes per 1,000 faces on 2 CPU cores. The vector is saved beside the grid
-(grid.png -> grid.npy, unit vector, and grid.json, its statistics).
+code the edit is applied to: the model's refined code (``code``) when it refines, which for the 64-px face
+defaults takes about 2 minutes per 1,000 faces on 2 CPU cores. The vector is saved beside the grid (grid.png ->
+grid.npy, unit vector, and grid.json, its statistics).
 Alphas are multiples of the vector's class-mean gap unless --alpha-units latent: alpha = 1.5 is the
 default edit (``facevae.analysis.latent.DEFAULT_STRENGTH``: a typical face without the attribute moves half a
 gap beyond the mean of the faces with it), -1.5 the default removal; the default grid runs from one to the

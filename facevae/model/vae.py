@@ -3,7 +3,7 @@
 Encoder: 4 x [Conv2D(3x3, stride 2, 'same') -> BatchNorm (fused kernel) -> LeakyReLU], Flatten, then
 Dense heads for the posterior mean and log-variance; with ``config.log_var_max = m`` (the face presets: 2) the
 log-variance is softly bounded above, log_var = m - softplus(m - raw). Without it, at 128 px a single batch could
-reach log_var 20 in one latent dimension: its KL term exp(log_var) / 2 gave a gradient of 1e9 that wrecked the
+reach log_var 20 in one latent dimension: its KL term exp(log_var) / 2 gave a gradient norm of 2.8e9 that wrecked the
 whole network through Adam's moments (README, "At 128 px"). Decoder: Dense -> Reshape ->
 4 x [Conv2DTranspose(k x k, stride 2) -> BatchNorm -> LeakyReLU], the last block without
 BatchNorm or activation, giving logits; k = ``config.decoder_kernel``: 4 for new models (a multiple of the
