@@ -166,8 +166,8 @@ def measure(run_dir: str, shards: str, samples: int, seed: int, tag: str, edits:
             judge_cache: str | None = None) -> tuple[dict, list]:
     """Every figure of the table for one trained run, plus the picture rows.
 
-    The edit judge is cached in ``judge_cache`` (keyed by the shards' checksums, attributes and judge settings),
-    so that every variant measured on the same shards is judged by the same judge, trained once.
+    The edit judges are cached in ``judge_cache`` (keyed by the shards' checksums, attributes, judge settings and
+    seed), so that every variant measured on the same shards is judged by the same judges, trained once.
     """
     import tensorflow as tf
 
@@ -282,9 +282,10 @@ def render_markdown(results: dict, command: str) -> str:
             s = r["samples"][f"{t:g}"]
             cells += [_pct(s["detected"]), _num(s["frechet"], 4), _seams(s["seam"], s.get("local_seam"))]
         lines.append("| " + " | ".join(cells) + " |")
-    edit_lines = ["", "Attribute edits on the held-out faces (judge trained on faces 0-999; 'recon already': the share of "
-                  "unedited reconstructions the judge already reads as the target, the baseline for success; success at "
-                  "the default strength / at 2x; others unchanged and identity kept vs the face's own reconstruction, "
+    edit_lines = ["", "Attribute edits on the held-out faces (judge trained on faces 0-999: one CNN or the mean of several, "
+                  "as the line under the table says per row; 'recon already': the share of unedited reconstructions "
+                  "the judge already reads as the target, the baseline for success; success at the default strength / "
+                  "at 2x; others unchanged and identity kept vs the face's own reconstruction, "
                   "default strength):",
                   "", "| variant | edit | faces | recon already | success 1x | success 2x | others unchanged | same person |",
                   "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -293,10 +294,13 @@ def render_markdown(results: dict, command: str) -> str:
         edits = r.get("edits")
         if not edits:
             continue
-        source = (edits.get("judge_source") or {}).get("status")
+        source = edits.get("judge_source") or {}
+        members = source if isinstance(source, list) else [source]  # one judge, or the seeds of an ensemble
+        status = "/".join(sorted({m["status"] for m in members if m.get("status")}))
+        what = f"{len(members)} judges" if len(members) > 1 else "judge"
         judges.append(f"{name}: " + ", ".join(
             f"{a} acc. {q['originals']['accuracy']:.2f} (recon. {q['reconstructions']['accuracy']:.2f})"
-            for a, q in edits["judge"].items()) + (f" [judge {source}]" if source else ""))
+            for a, q in edits["judge"].items()) + (f" [{what} {status}]" if status else ""))
         for attribute, entry in edits["edits"].items():
             for direction in ("add", "remove"):
                 e = entry[direction]

@@ -126,3 +126,20 @@ def test_judge_key_refuses_shards_without_checksums(bench, tmp_path):
         bench._data_identity(str(tmp_path), 8000)
     synthetic = bench._data_identity("synthetic", 500)
     assert synthetic["kind"] == "synthetic" and synthetic["count"] == 500 and len(synthetic["renderer_sha256"]) == 64
+
+
+def test_an_ensemble_of_judges_reads_the_mean_of_their_probabilities(bench):
+    """judge_scores over a list is the mean of the members' probabilities; a one-member list is that member;
+    the members differ (each seed gives its own judge), and the result line names each seed."""
+    rng = np.random.default_rng(2)
+    x = rng.random((48, 16, 16, 1)).astype(np.float32)
+    labels = np.stack([x[:, :8].mean((1, 2, 3)) > x[:, 8:].mean((1, 2, 3)), x.mean((1, 2, 3)) > 0.5], 1)
+    known = np.ones_like(labels)
+    members = [bench.train_judge(x, labels, known, epochs=1, seed=seed) for seed in (0, 1)]
+    each = [bench.judge_scores(m, x) for m in members]
+    assert each[0].shape == (48, 2) and not np.allclose(each[0], each[1])
+    np.testing.assert_allclose(bench.judge_scores(members, x), (each[0] + each[1]) / 2, rtol=1e-12)
+    np.testing.assert_array_equal(bench.judge_scores(members[:1], x), each[0])
+    line = bench._judge_line([{"status": "trained", "path": None, "train_seconds": 1.0, "seed": 0},
+                              {"status": "loaded", "path": "c/judge-1.keras", "train_seconds": 2.0, "seed": 1}])
+    assert line.startswith("seed 0 trained in 1.0 s; not cached; seed 1 loaded from c/judge-1.keras")

@@ -44,3 +44,22 @@ def test_training_minutes_cover_every_session_and_say_when_they_cannot(bench):
            "median_distance": 0.6, "frechet_reconstructions": 0.127, "seam_reconstructions": 1.07,
            "samples": {f"{t:g}": {"detected": 0.85, "frechet": 0.12, "seam": 1.08} for t in bench.TEMPERATURES}}
     assert "| r | 43.9 (last session) | 20.5 |" in bench.render_markdown({"r": row}, "cmd")
+
+
+def test_the_judge_line_says_whether_a_row_was_read_by_one_judge_or_an_ensemble(bench):
+    samples = {f"{t:g}": {"detected": 0.9, "frechet": 0.11, "seam": 1.1} for t in bench.TEMPERATURES}
+    quality = {"originals": {"accuracy": 0.89}, "reconstructions": {"accuracy": 0.88}}
+    edit = {"faces": 15, "reconstruction_reads_target": 0.4, "1x": {"success": 0.93, "others_unchanged": 0.93},
+            "2x": {"success": 1.0}}
+
+    def row(source):
+        return {"train_minutes": 10.7, "psnr_db": 23.9, "identity_kept": 0.77, "median_distance": 0.55,
+                "frechet_reconstructions": 0.1, "seam_reconstructions": 1.15, "samples": samples,
+                "edits": {"judge": {"male": quality}, "judge_source": source,
+                          "edits": {"glasses": {"add": edit, "remove": edit}}}}
+
+    members = [{"status": "loaded", "seed": 0}, {"status": "trained", "seed": 1}, {"status": "loaded", "seed": 2}]
+    text = bench.render_markdown({"one": row({"status": "loaded"}), "three": row(members)}, "cmd")
+    assert "one: male acc. 0.89 (recon. 0.88) [judge loaded]" in text
+    assert "three: male acc. 0.89 (recon. 0.88) [3 judges loaded/trained]" in text
+    assert "| three | remove glasses | 15 | 40% | 93% | 100% | 93% | - |" in text
