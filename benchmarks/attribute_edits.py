@@ -271,7 +271,9 @@ def main(argv=None) -> int:
     parser.add_argument("--balance", action=argparse.BooleanOptionalAction, default=None,
                         help="vectors as `python -m facevae.attributes --balance` (correlated attributes held fixed by "
                              "least squares) or --no-balance (plain difference) computes them (default: as the CLI's default)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the first judge (the others take the next seeds) and of the random-direction "
+                             "control (default: 0)")
     parser.add_argument("--tag", help="results name: benchmarks/results/attribute_edits_<tag>.* (default: from --data)")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE,
                         help=f"where trained judges are kept and reused (default: {DEFAULT_CACHE}); '' = no cache")
@@ -484,7 +486,8 @@ def _judges_phrase(result: dict) -> str:
 def render_markdown(result: dict) -> str:
     lines = [f"Model `{result['model']}` ({result['image_size']} px, latent {result['latent_dim']}); held out: "
              f"{result['faces']} faces ({result['held_out']}); {_judges_phrase(result)} trained on "
-             f"{result['judge_training_faces']} labelled faces (+ blurred copies): {_judge_line(result.get('judge_source'))}.",
+             f"{result['judge_training_faces']} labelled faces (+ blurred copies): "
+             f"{_judge_line(result.get('judge_source'))}.",
              "",
              "Judge on held-out faces: accuracy / ROC AUC against the labels.", "",
              "| attribute | originals | reconstructions |", "|---|---|---|"]

@@ -282,10 +282,10 @@ def render_markdown(results: dict, command: str) -> str:
             s = r["samples"][f"{t:g}"]
             cells += [_pct(s["detected"]), _num(s["frechet"], 4), _seams(s["seam"], s.get("local_seam"))]
         lines.append("| " + " | ".join(cells) + " |")
-    edit_lines = ["", "Attribute edits on the held-out faces (judge trained on faces 0-999: one CNN or the mean of several, "
-                  "as the line under the table says per row; 'recon already': the share of unedited reconstructions "
-                  "the judge already reads as the target, the baseline for success; success at the default strength / "
-                  "at 2x; others unchanged and identity kept vs the face's own reconstruction, "
+    edit_lines = ["", "Attribute edits on the held-out faces (judge trained on faces 0-999: one CNN or the mean of "
+                  "several, as the line under the table says per row; 'recon already': the share of unedited "
+                  "reconstructions the judge already reads as the target, the baseline for success; success at the "
+                  "default strength / at 2x; others unchanged and identity kept vs the face's own reconstruction, "
                   "default strength):",
                   "", "| variant | edit | faces | recon already | success 1x | success 2x | others unchanged | same person |",
                   "|---|---|---:|---:|---:|---:|---:|---:|"]
