@@ -17,9 +17,10 @@ attribute lands half a gap beyond the mean projection of faces with it); removin
 One gap is not enough because the class means are averages over faces whose decodings show the attribute
 only partly: the 64-px face defaults' reconstructions lose the glasses of a third of the wearers in FFHQ,
 and a judge read glasses added at one gap on 55% of held-out faces, at 1.5 gaps on 74-79% with the balanced
-vector (README, "Edits at 1.5 gaps"). With ``control`` attributes the difference is the
-least-squares coefficient of the attribute in z ~ 1 + attribute + controls, i.e. the class
-difference with correlated attributes held fixed (equal to the plain difference when there are none).
+vector; the edit benchmark's three judges read it on 80-85% of seven 64-px models (README, "Edits at 1.5
+gaps", "Three judges"). With ``control`` attributes the difference is the least-squares coefficient of the
+attribute in z ~ 1 + attribute + controls, i.e. the class difference with correlated attributes held fixed (equal
+to the plain difference when there are none).
 """
 from __future__ import annotations
 
