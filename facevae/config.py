@@ -350,6 +350,11 @@ class TrainConfig:
     precise_bn_batches: before each validation pass and before export, BatchNorm moving statistics are
     re-estimated from this many training batches (facevae.model.batchnorm.precise_batch_norm; 0 = keep the
     moving averages).
+    ema_momentum: m > 0 keeps an exponential moving average of the trainable weights, a_t = m a_(t-1) + (1 - m) w_t
+    after optimizer step t (a_1 = w_1; Keras' Adam ``use_ema``), and puts it in place of the weights when training
+    ends, before the BatchNorm statistics are re-estimated and the prior is fitted, so the export, the final
+    checkpoint and metrics.json describe the averaged model (epoch sheets, history.csv and the best checkpoint use
+    the raw weights); it averages over about 1 / (1 - m) steps. 0 = off.
     """
 
     epochs: int = field(default=10, metadata=flag("epochs in all", parse="positive_int", group="training",
@@ -393,6 +398,10 @@ class TrainConfig:
         "training batches over which BatchNorm statistics are re-estimated before each validation and before "
         "export (precise BN); 0 = keep the moving averages", parse="non_negative_int", group="training",
         resume=True))
+    ema_momentum: float = field(default=0.0, metadata=flag(
+        "export an exponential moving average of the weights, a = m a + (1 - m) w after every step, kept over about "
+        "1 / (1 - m) steps (0.998: 500); the BatchNorm statistics and the prior are fitted for it. In [0, 1); 0 = "
+        "off. Fixed for the run (not changeable on --resume)", parse="float", group="training"))
 
     def validate(self) -> None:
         _choice("strategy", self.strategy, STRATEGIES)
@@ -416,6 +425,9 @@ class TrainConfig:
         if not isinstance(self.precise_bn_batches, int) or self.precise_bn_batches < 0:
             raise ValueError("precise_bn_batches must be an integer >= 0. "
                              f"Received: precise_bn_batches={self.precise_bn_batches!r}")
+        if isinstance(self.ema_momentum, bool) or not isinstance(self.ema_momentum, (int, float)) \
+                or not 0 <= self.ema_momentum < 1:
+            raise ValueError(f"--ema-momentum must be a number in [0, 1) (0 = off). Received: {self.ema_momentum!r}")
 
 
 @dataclass

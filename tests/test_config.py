@@ -100,6 +100,8 @@ def test_prior_and_decoder_fields_are_checked():
         ("train", "batch_size", -3, "Received: batch_size=-3"),
         ("data", "shift", 33, "--shift 33 is outside 0..32 \\(half of --image-size 64\\)"),
         ("data", "shift", -1, "--shift -1 is outside 0..32"),
+        ("train", "ema_momentum", 1.0, "--ema-momentum must be a number in \\[0, 1\\).*Received: 1.0"),
+        ("train", "ema_momentum", -0.5, "--ema-momentum must be a number in \\[0, 1\\).*Received: -0.5"),
     ],
 )
 def test_validation_names_the_bad_value(section, field, value, message):

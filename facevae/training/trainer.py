@@ -494,7 +494,8 @@ def _build_model(config: RunConfig, checkpoint: str | None, policy: str) -> Face
         model.config.refine_steps, model.config.refine_rate = config.model.refine_steps, config.model.refine_rate
         return model
     model = FaceVAE(config.model, seed=config.train.seed)
-    optimizer = keras.optimizers.Adam(config.train.learning_rate)
+    momentum = config.train.ema_momentum
+    optimizer = keras.optimizers.Adam(config.train.learning_rate, use_ema=momentum > 0, ema_momentum=momentum)
     if policy == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer)
@@ -653,6 +654,9 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
             "Lower --learning-rate or use --kl-warmup, then --resume the run."
         )
 
+    if config.train.ema_momentum:
+        with strategy.scope():  # from here on the model is the moving average of its weights
+            model.optimizer.finalize_variable_values(model.trainable_variables)
     if precise:
         recalibrate_batch_norm(model, last_train, precise)  # the statistics the export carries
     validation = evaluate(eval_step, loop.validation)  # every worker takes part (collective ops)
@@ -675,6 +679,7 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
         # the epoch sheets sample N(0, I) (the prior is fitted only now): 32 samples through the fit
         noise = np.random.default_rng(config.train.seed).standard_normal((32, config.model.latent_dim))
         plots.save_image_grid(run.prior_samples, model.sample(noise=noise.astype(np.float32)).numpy())
+    if model.prior is not None or config.train.ema_momentum:
         _resave_latest_checkpoint(run, model, config.train.epochs)
     history = plots.read_history(run.history)
     plots.plot_loss_curves(history, run.loss_plot, title=run.name)
@@ -692,8 +697,9 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
 
 
 def _resave_latest_checkpoint(run: RunDir, model: FaceVAE, epoch: int) -> None:
-    """Write the final checkpoint again (atomically) so that it holds the prior fitted after its epoch ended, as
-    the export does; tools that load a run's newest checkpoint (evaluate) then sample through the fit."""
+    """Write the final checkpoint again (atomically) so that it holds what the export holds: the prior fitted after
+    its epoch ended, the averaged weights of --ema-momentum and their BatchNorm statistics; tools that load a
+    run's newest checkpoint (evaluate) then see the exported model."""
     path, number = run.latest_checkpoint()
     if path is None or number != epoch:
         return

@@ -56,6 +56,13 @@ def test_a_seed_out_of_range_is_one_line_before_anything_is_written(tmp_path, ca
     assert not os.path.exists(tmp_path / "runs" / "r")
 
 
+def test_an_ema_momentum_of_one_is_one_line_before_anything_is_written(tmp_path, capsys):
+    assert _train(tmp_path, "--ema-momentum", "1") == 2
+    line = _one_error_line(capsys)
+    assert "--ema-momentum" in line and "[0, 1)" in line, line
+    assert not os.path.exists(tmp_path / "runs" / "r")
+
+
 def test_an_output_dir_that_is_a_file_is_one_line(tmp_path, capsys):
     (tmp_path / "afile").write_text("mine")
     assert train.main([*_TINY, "--output-dir", str(tmp_path / "afile"), "--export-dir", str(tmp_path / "saved")]) == 2

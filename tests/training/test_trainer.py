@@ -64,6 +64,45 @@ def test_resume_continues_at_the_next_epoch_with_optimizer_state_and_new_inferen
     assert kept == sorted({f"epoch-00{i}.keras" for i in (2, 3, 4, best)})
 
 
+class _WeightsAfterEachStep(keras.callbacks.Callback):
+    """The trainable weights after every optimizer step, in model.trainable_variables order."""
+
+    def __init__(self, steps: list):
+        super().__init__()
+        self.steps = steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append([v.numpy().copy() for v in self.model.trainable_variables])
+
+
+def _moving_average(steps: list, momentum: float) -> list:
+    """a_1 = w_1, a_t = m a_(t-1) + (1 - m) w_t, per variable, in float64."""
+    average = [w.astype(np.float64) for w in steps[0]]
+    for weights in steps[1:]:
+        average = [momentum * a + (1 - momentum) * w for a, w in zip(average, weights)]
+    return average
+
+
+def _assert_weights(model, expected):
+    for variable, value in zip(model.trainable_variables, expected, strict=True):
+        np.testing.assert_allclose(variable.numpy(), value, rtol=1e-4, atol=1e-6, err_msg=variable.path)
+
+
+def test_ema_momentum_exports_the_moving_average_of_the_weights_and_survives_resume(tiny_config, tmp_path):
+    config = tiny_config(epochs=3, ema_momentum=0.7)
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, callbacks=[_WeightsAfterEachStep(steps), _InterruptAfter(1)], verbose=0)
+    run = os.path.join(config.train.output_dir, "tiny")
+    result = fit(config, resume=run, callbacks=[_WeightsAfterEachStep(steps)], verbose=0)
+    assert len(steps) == 3 * 6 and result.metrics["optimizer_steps"] == 3 * 6
+    expected = _moving_average(steps, 0.7)
+    assert max(np.abs(a - w).max() for a, w in zip(expected, steps[-1])) > 1e-3  # the average is not the last step
+    _assert_weights(result.model, expected)
+    _assert_weights(keras.models.load_model(os.path.join(run, "export", "model.keras")), expected)
+    _assert_weights(keras.models.load_model(latest_checkpoint(run)[0]), expected)
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
     config = tiny_config(epochs=4)
     data = synthetic_datasets(config.data, config.train.batch_size, config.train.seed)
