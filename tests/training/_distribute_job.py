@@ -22,8 +22,10 @@ def tiny_config(out_dir: str, name: str, batch_size: int, strategy: str):
 
     # precise_bn_batches=0: precise BatchNorm runs on one device only (several replicas keep the moving averages),
     # so with it the one-device run's BatchNorm statistics would differ from the mirrored run's by design.
+    # ema_momentum: the weights compared are the moving averages, swapped in under each strategy.
     return make_tiny_config(out_dir, name, train_count=64, validation_count=16, flows=2, epochs=1,
-                            batch_size=batch_size, steps_per_epoch=3, strategy=strategy, precise_bn_batches=0)
+                            batch_size=batch_size, steps_per_epoch=3, strategy=strategy, precise_bn_batches=0,
+                            ema_momentum=0.5)
 
 
 def _history_losses(run_dir: str) -> list:

@@ -2,7 +2,7 @@
 
 Each test runs its training in fresh Python processes (logical devices and multi-worker collectives
 must be configured before TensorFlow starts) with tiny settings: 32 px, filters (8, 16, 16, 16),
-K = 2 flows, 3 steps.
+K = 2 flows, 3 steps, --ema-momentum 0.5 (so the swap to the averaged weights runs under each strategy).
 """
 import json
 import os
