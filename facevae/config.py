@@ -561,6 +561,9 @@ def _faces(dataset: str, size: int) -> RunConfig:
         # blurred average, and a sharp decoder's N(0, I) samples are not faces. Filters (32, 64, 128, 256), measured
         # on 900 real faces, 100 epochs at 64 px against the paper's (32, 64, 64, 64): identity kept 27% vs 18% on
         # held-out faces, prior samples 80% vs 72% detected, at 1.6x the time per step (README, "Real faces").
+        # A wider first block (--filters 64,64,128,256; 2026-12-01, three seeds) lowers the samples' seam ratio
+        # (1.12-1.16 against 1.15-1.20) but fewer samples are detected (80-84% against 85-93%) and fewer identities
+        # are kept (README, "A wider last decoder block").
         # Reconstructions (and edits, morphs) refine each face's code by 50 Adam steps of 0.03 on its own
         # -log p(x, z) (semi-amortised inference), chosen on the 100 validation faces of three 64-px runs (seeds
         # 0/1/2): identity kept 30/40/37% with the encoder's codes, 50/53/51% refined (25 steps: 45/48/46%; 100
