@@ -354,7 +354,8 @@ class TrainConfig:
     after optimizer step t (a_1 = w_1; Keras' Adam ``use_ema``), and puts it in place of the weights when training
     ends, before the BatchNorm statistics are re-estimated and the prior is fitted, so the export, the final
     checkpoint and metrics.json describe the averaged model (epoch sheets, history.csv and the best checkpoint use
-    the raw weights); it averages over about 1 / (1 - m) steps. 0 = off.
+    the raw weights); it averages over about 1 / (1 - m) steps. 0 = off. Resumed mid-run, training continues
+    both the weights and their average; resumed after it finished (more --epochs), it starts from the average.
     """
 
     epochs: int = field(default=10, metadata=flag("epochs in all", parse="positive_int", group="training",
