@@ -220,6 +220,9 @@ class ModelConfig:
     blocks weakens them (2 blocks: 1.15 against 1.23 on real faces), but the resize blocks are smoother, and so far
     keep fewer identities (README, "Real faces, measured"). 0 (the default, and what saved configs without the
     field mean) is the all-transposed decoder.
+    decoder_full_res_filters: 0 (the default, and what saved configs without the field mean): the fourth decoder
+    block gives the logits, so the step from the 32 x 32 features to the pixels is linear. F > 0: the fourth block
+    gives F channels with BatchNorm and LeakyReLU at full resolution, and a 3x3 stride-1 Conv2D gives the logits.
     prior: what ``sample`` draws z from (facevae.model.prior): ``standard`` N(0, I); ``gmm`` a mixture of
     ``prior_components`` full-covariance Gaussians (1: the closed-form Gaussian fit); ``flow`` ``prior_flows``
     flows of ``prior_flow_type`` on top of a fitted Gaussian. Fitted to the training set's posterior means at the
@@ -272,6 +275,9 @@ class ModelConfig:
         "how many decoder blocks, from the coarsest, resize (bilinear x2, then 3x3 Conv2D) instead of a stride-2 "
         "Conv2DTranspose, 0-4; 2 weakens the 16-px line grid on real faces but keeps fewer identities (README)",
         parse="non_negative_int"))
+    decoder_full_res_filters: int = field(default=0, metadata=flag(
+        "0: the fourth decoder block gives the logits; F > 0: it gives F channels (BatchNorm, LeakyReLU) at full "
+        "resolution and a 3x3 Conv2D maps them to the logits", parse="non_negative_int"))
     prior: str = field(default="standard", metadata=flag(
         "what samples are drawn from: 'standard' N(0, I); 'gmm' a Gaussian mixture (--prior-components) or "
         "'flow' (--prior-flows flows on a Gaussian) fitted to the training codes after training", choices=prior_names))
@@ -316,6 +322,9 @@ class ModelConfig:
         if not isinstance(self.decoder_resize_blocks, int) or not 0 <= self.decoder_resize_blocks <= 4:
             raise ValueError("decoder_resize_blocks must be an integer from 0 to 4 (the decoder has four blocks). "
                              f"Received: decoder_resize_blocks={self.decoder_resize_blocks!r}")
+        if not isinstance(self.decoder_full_res_filters, int) or self.decoder_full_res_filters < 0:
+            raise ValueError("decoder_full_res_filters must be an integer >= 0. "
+                             f"Received: decoder_full_res_filters={self.decoder_full_res_filters!r}")
         _choice("prior", self.prior, prior_names())
         _positive("prior_components", self.prior_components)
         _positive("prior_flows", self.prior_flows)

@@ -82,7 +82,8 @@ def test_prior_and_decoder_fields_are_checked():
     for field, value, message in (("prior", "vamp", "Unknown prior 'vamp'"),
                                   ("prior_components", 0, "Received: prior_components=0"),
                                   ("decoder_kernel", 1, "Received: decoder_kernel=1"),
-                                  ("decoder_resize_blocks", -1, "Received: decoder_resize_blocks=-1")):
+                                  ("decoder_resize_blocks", -1, "Received: decoder_resize_blocks=-1"),
+                                  ("decoder_full_res_filters", -2, "Received: decoder_full_res_filters=-2")):
         config = preset("folder")
         setattr(config.model, field, value)
         with pytest.raises(ValueError, match=message):

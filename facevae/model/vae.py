@@ -12,6 +12,9 @@ The first ``config.decoder_resize_blocks`` blocks instead resize (bilinear x2) t
 a transposed convolution's even and odd output pixels use different taps, a resize block has the same kernel at
 every pixel. Resizing the coarse blocks weakens the lines every 16 px that these decoders show at 64 px (their
 cause is open: README, "Real faces, measured").
+With ``config.decoder_full_res_filters = F`` > 0 the fourth block is a full one too (F channels, BatchNorm,
+LeakyReLU, at full resolution) and a 3x3 stride-1 Conv2D maps its [B, S, S, F] features to the logits, so the
+last step to pixels is non-linear; with 0 (models saved before the field existed) the fourth block gives the logits.
 28 px images are zero-padded to 32 and cropped back.
 With ``decoder="pixelcnn"`` the decoder is ``facevae.model.pixelcnn.AutoregressiveDecoder`` instead:
 p(x|z) = prod_i p(x_i | x_<i, z), teacher-forced in the loss, pixel by pixel when decoding.
@@ -120,9 +123,16 @@ def build_decoder(config: ModelConfig) -> keras.Model:
         x = _upsample(x, filters, f"dec{i}", i < config.decoder_resize_blocks, config.decoder_kernel)
         x = FusedBatchNormalization(name=f"dec{i}_bn")(x)
         x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"dec{i}_act")(x)
+    last_resize = config.decoder_resize_blocks == 4
     # float32 logits under a mixed-precision policy, so the likelihood is computed in float32.
-    x = _upsample(x, config.channels, "logits", config.decoder_resize_blocks == 4, config.decoder_kernel,
-                  conv_name="logits", dtype="float32")
+    if config.decoder_full_res_filters:
+        x = _upsample(x, config.decoder_full_res_filters, "dec_full", last_resize, config.decoder_kernel)
+        x = FusedBatchNormalization(name="dec_full_bn")(x)
+        x = keras.layers.LeakyReLU(negative_slope=0.2, name="dec_full_act")(x)
+        x = keras.layers.Conv2D(config.channels, 3, padding="same", name="logits", dtype="float32")(x)
+    else:
+        x = _upsample(x, config.channels, "logits", last_resize, config.decoder_kernel, conv_name="logits",
+                      dtype="float32")
     if padded != size:
         x = keras.layers.Cropping2D((padded - size) // 2, name="crop")(x)
     return keras.Model(inputs, x, name="decoder")

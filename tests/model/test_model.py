@@ -300,6 +300,35 @@ def test_a_resize_block_maps_a_ramp_to_a_ramp_and_a_transposed_block_adds_a_peri
     assert (np.abs(second).max() > 1e-3 * np.abs(out).max()) == ripple
 
 
+@pytest.mark.parametrize("resize_blocks", [0, 4])
+def test_a_full_resolution_block_puts_a_non_linear_layer_before_a_3x3_logits_conv_and_reloads(tmp_path, resize_blocks):
+    """decoder_full_res_filters F: the fourth block gives [B, S, S, F] features (BatchNorm, LeakyReLU), then a 3x3
+    stride-1 Conv2D the float32 logits; it upsamples as the other blocks do (transposed, or resized with all four)."""
+    model = FaceVAE(small_config(decoder_full_res_filters=5, decoder_resize_blocks=resize_blocks), seed=0)
+    size = model.config.image_size
+    full, logits = model.decoder.get_layer("dec_full_conv"), model.decoder.get_layer("logits")
+    assert type(full) is (keras.layers.Conv2D if resize_blocks == 4 else keras.layers.Conv2DTranspose)
+    assert full.output.shape[1:] == (size, size, 5)
+    assert model.decoder.get_layer("dec_full_act").output.shape[1:] == (size, size, 5)
+    assert type(logits) is keras.layers.Conv2D and logits.strides == (1, 1) and logits.kernel.shape == (3, 3, 5, 3)
+    assert logits.dtype == "float32"
+    images = tf.random.uniform([2, size, size, 3], seed=2)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.config.decoder_full_res_filters == 5
+    np.testing.assert_array_equal(loaded.reconstruct(images).numpy(), model.reconstruct(images).numpy())
+
+
+def test_a_saved_config_without_decoder_full_res_filters_has_the_fourth_block_give_the_logits():
+    saved = FaceVAE(small_config(), seed=0).get_config()
+    del saved["config"]["decoder_full_res_filters"]
+    old = FaceVAE.from_config(saved)
+    assert old.config.decoder_full_res_filters == 0
+    assert type(old.decoder.get_layer("logits")) is keras.layers.Conv2DTranspose
+    assert "dec_full_conv" not in [layer.name for layer in old.decoder.layers]
+
+
 def test_a_saved_config_without_decoder_resize_blocks_is_the_transposed_decoder():
     saved = FaceVAE(small_config(), seed=0).get_config()
     del saved["config"]["decoder_resize_blocks"]
