@@ -110,6 +110,13 @@ def _upsample(x, filters: int, name: str, resize: bool, kernel: int, conv_name: 
     return keras.layers.Conv2DTranspose(filters, kernel, strides=2, padding="same", name=conv_name, dtype=dtype)(x)
 
 
+def _decoder_block(x, filters: int, name: str, resize: bool, kernel: int):
+    """[B, H, W, F_in] -> [B, 2H, 2W, filters]: ``_upsample``, then BatchNorm and LeakyReLU(0.2)."""
+    x = _upsample(x, filters, name, resize, kernel)
+    x = FusedBatchNormalization(name=f"{name}_bn")(x)
+    return keras.layers.LeakyReLU(negative_slope=0.2, name=f"{name}_act")(x)
+
+
 def build_decoder(config: ModelConfig) -> keras.Model:
     """z [B, d] -> logits [B, S, S, C] (images are sigmoid(logits))."""
     size = config.image_size
@@ -120,15 +127,11 @@ def build_decoder(config: ModelConfig) -> keras.Model:
     x = keras.layers.Reshape((start, start, config.filters[-1]), name="reshape")(x)
     widths = list(reversed(config.filters[:-1]))
     for i, filters in enumerate(widths):
-        x = _upsample(x, filters, f"dec{i}", i < config.decoder_resize_blocks, config.decoder_kernel)
-        x = FusedBatchNormalization(name=f"dec{i}_bn")(x)
-        x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"dec{i}_act")(x)
+        x = _decoder_block(x, filters, f"dec{i}", i < config.decoder_resize_blocks, config.decoder_kernel)
     last_resize = config.decoder_resize_blocks == 4
     # float32 logits under a mixed-precision policy, so the likelihood is computed in float32.
     if config.decoder_full_res_filters:
-        x = _upsample(x, config.decoder_full_res_filters, "dec_full", last_resize, config.decoder_kernel)
-        x = FusedBatchNormalization(name="dec_full_bn")(x)
-        x = keras.layers.LeakyReLU(negative_slope=0.2, name="dec_full_act")(x)
+        x = _decoder_block(x, config.decoder_full_res_filters, "dec_full", last_resize, config.decoder_kernel)
         x = keras.layers.Conv2D(config.channels, 3, padding="same", name="logits", dtype="float32")(x)
     else:
         x = _upsample(x, config.channels, "logits", last_resize, config.decoder_kernel, conv_name="logits",
