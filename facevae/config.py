@@ -350,7 +350,10 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and bookkeeping.
 
-    kl_warmup_epochs: the KL weight rises linearly from 0 to 1 over this many epochs
+    kl_weight: beta in the training loss reconstruction + beta * KL (1 = the negative ELBO; beta > 1 trades
+    reconstruction for codes closer to the prior, a beta-VAE). Validation losses, evaluation and the exported model
+    always use beta = 1, so what they report stays the negative ELBO.
+    kl_warmup_epochs: the KL weight rises linearly from 0 to kl_weight over this many epochs
     (0 = full weight from the start). steps_per_epoch: None = one pass over the data.
     batch_size: images per replica; a step takes batch_size * replicas images (the global batch).
     strategy: tf.distribute strategy, one of STRATEGIES (see facevae.training.distributed.make_strategy).
@@ -380,8 +383,11 @@ class TrainConfig:
     lr_schedule: str = field(default="constant", metadata=flag(
         "step size over training: 'constant', or 'cosine': lr_t = lr (1 + cos(pi t / T)) / 2 over the T = epochs "
         "x steps-per-epoch optimizer steps", choices=LR_SCHEDULES, group="training", resume=True))
+    kl_weight: float = field(default=1.0, metadata=flag(
+        "beta in the training loss reconstruction + beta * KL; 1 = the negative ELBO, above 1 a beta-VAE "
+        "(validation and evaluation always report the ELBO)", parse="positive_float", group="training"))
     kl_warmup_epochs: int = field(default=0, metadata=flag(
-        "epochs over which the KL weight rises linearly from 0 to 1; 0 = off", flag="--kl-warmup",
+        "epochs over which the KL weight rises linearly from 0 to --kl-weight; 0 = off", flag="--kl-warmup",
         parse="non_negative_int", group="training"))
     seed: int = field(default=0, metadata=flag(
         "seed of data order, initial weights and sampling", parse="int", group="training"))
@@ -427,6 +433,7 @@ class TrainConfig:
         _positive("epochs", self.epochs)
         _positive("batch_size", self.batch_size)
         _positive("learning_rate", self.learning_rate)
+        _positive("kl_weight", self.kl_weight)
         if self.kl_warmup_epochs < 0:
             raise ValueError(
                 f"kl_warmup_epochs must be >= 0. Received: kl_warmup_epochs={self.kl_warmup_epochs!r}"

@@ -99,6 +99,7 @@ def test_prior_and_decoder_fields_are_checked():
         ("model", "flow_mode", "sideways", "Unknown flow mode 'sideways'"),
         ("train", "epochs", 0, "Received: epochs=0"),
         ("train", "batch_size", -3, "Received: batch_size=-3"),
+        ("train", "kl_weight", 0.0, "Received: kl_weight=0.0"),
         ("data", "shift", 33, "--shift 33 is outside 0..32 \\(half of --image-size 64\\)"),
         ("data", "shift", -1, "--shift -1 is outside 0..32"),
         ("train", "ema_momentum", 1.0, "--ema-momentum must be a number in \\[0, 1\\).*Received: 1.0"),

@@ -77,15 +77,16 @@ def latest_checkpoint(run_dir: str) -> tuple[str | None, int]:
 
 
 class _KLWarmup(keras.callbacks.Callback):
-    """beta(epoch) = min(1, (epoch + 1) / warmup_epochs), set before each epoch (epochs count from 0)."""
+    """beta(epoch) = kl_weight * min(1, (epoch + 1) / warmup_epochs), set before each epoch (epochs count from 0)."""
 
-    def __init__(self, warmup_epochs: int):
+    def __init__(self, warmup_epochs: int, kl_weight: float = 1.0):
         super().__init__()
         self.warmup_epochs = warmup_epochs
+        self.kl_weight = kl_weight
 
     def on_epoch_begin(self, epoch, logs=None):
-        beta = 1.0 if self.warmup_epochs == 0 else min(1.0, (epoch + 1) / self.warmup_epochs)
-        self.model.kl_weight.assign(beta)
+        ramp = 1.0 if self.warmup_epochs == 0 else min(1.0, (epoch + 1) / self.warmup_epochs)
+        self.model.kl_weight.assign(self.kl_weight * ramp)
 
 
 class _StopOnNonFinite(keras.callbacks.Callback):
@@ -625,7 +626,7 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
                    _EpochArtifacts(run, data.preview, guard, config.train.seed, stage, config.train.keep_checkpoints)]
     verbose = (1 if verbose == "auto" else verbose) if chief else 0
     callback_list = keras.callbacks.CallbackList(
-        [_KLWarmup(config.train.kl_warmup_epochs), schedule, guard, _SigmaLog(), *writers, *(callbacks or [])],
+        [_KLWarmup(config.train.kl_warmup_epochs, config.train.kl_weight), schedule, guard, _SigmaLog(), *writers, *(callbacks or [])],
         add_history=True, add_progbar=verbose != 0, model=model,
         verbose=verbose, epochs=config.train.epochs, steps=config.train.steps_per_epoch,
     )

@@ -64,6 +64,29 @@ def test_resume_continues_at_the_next_epoch_with_optimizer_state_and_new_inferen
     assert kept == sorted({f"epoch-00{i}.keras" for i in (2, 3, 4, best)})
 
 
+class _KLWeightAndLogs(keras.callbacks.Callback):
+    """The model's KL weight at the start of every epoch, and the epoch's logs."""
+
+    def __init__(self):
+        super().__init__()
+        self.weights, self.logs = [], []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.weights.append(float(self.model.kl_weight.numpy()))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs.append(dict(logs))
+
+
+def test_kl_weight_scales_the_training_kl_after_warmup_and_validation_stays_the_elbo(tiny_config):
+    seen = _KLWeightAndLogs()
+    fit(tiny_config(kl_weight=2.0, kl_warmup_epochs=2), callbacks=[seen], verbose=0)
+    assert seen.weights == [1.0, 2.0, 2.0]  # beta * min(1, (epoch + 1) / 2)
+    for beta, logs in zip(seen.weights, seen.logs):
+        assert logs["loss"] == pytest.approx(logs["reconstruction"] + beta * logs["kl"], rel=1e-4)
+        assert logs["val_loss"] == pytest.approx(logs["val_reconstruction"] + logs["val_kl"], rel=1e-4)
+
+
 class _WeightsAfterEachStep(keras.callbacks.Callback):
     """The trainable weights after every optimizer step, in model.trainable_variables order."""
 
