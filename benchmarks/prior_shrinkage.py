@@ -94,7 +94,9 @@ def main(argv=None) -> int:
     config = RunConfig.load(os.path.join(args.model, "config.json"))
     model = keras.models.load_model(os.path.join(args.model, "export", "model.keras"))
     data = training_data(config)
-    train, validation = prior.encode_codes(model, data.train), prior.encode_codes(model, data.validation)
+    # the codes the fit takes: with random flips in training, those of the images and their mirror images
+    train = prior.encode_codes(model, data.train, mirrored=config.data.flip)
+    validation = prior.encode_codes(model, data.validation)
     held = real_faces._held_out(args.shards)
     analysis_held = fm.analyse_faces(held)
     noise = real_faces._noise(args.samples, train.shape[1], args.seed)

@@ -116,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             model.config.prior, model.config.prior_components, model.config.prior_flows, model.config.prior_flow_type):
         model = _with_prior(model, wanted)
     data = training_data(config)
-    result = fit_and_save_prior(model, run, data.train, data.validation, seed=config.train.seed, source=source)
+    result = fit_and_save_prior(model, run, data.train, data.validation, seed=config.train.seed, source=source,
+                                mirrored=config.data.flip)
     config.model = model.config
     config.save(run.config)
     checkpoint_note = _update_latest_checkpoint(run, model)
@@ -130,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.link_export(target)
     shrinkage = result["covariance_shrinkage"]
     shrunk = f" (covariance shrunk by {shrinkage:.3f}, Ledoit-Wolf)" if shrinkage is not None else ""
-    print(f"fitted a {result['description']}{shrunk} to {result['train_codes']} training codes: held-out log-density "
+    print(f"fitted a {result['description']}{shrunk} to {result['train_codes']} training codes ({result['fitted_on']}): held-out log-density "
           f"{result['validation_log_prob']:.1f} nats per code (N(0, I): "
           f"{result['validation_log_prob_standard_normal']:.1f}); wrote {run.prior}; re-exported {target}; "
           f"{checkpoint_note}")

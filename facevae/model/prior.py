@@ -335,22 +335,29 @@ def fit_prior(codes, kind: str = "gmm", components: int = 1, num_flows: int = 4,
     raise ValueError(f"Unknown fitted prior kind {kind!r}; expected one of {list(PRIOR_KINDS[1:])}")
 
 
-def encode_codes(model, dataset: tf.data.Dataset) -> np.ndarray:
+def encode_codes(model, dataset: tf.data.Dataset, mirrored: bool = False) -> np.ndarray:
     """Codes of every image in ``dataset`` (batches of images, or (images, ...)): z = f_K o ... o f_1(mean), the
-    posterior mean through the model's flows, as ``model.encode`` gives (inference mode); [N, d] float64."""
-    codes = []
+    posterior mean through the model's flows, as ``model.encode`` gives (inference mode); [N, d] float64.
+    ``mirrored``: then also the codes of every image flipped left to right, after the others: [2N, d]."""
+    codes, mirror_codes = [], []
     for batch in dataset:
         images = tf.cast(batch[0] if isinstance(batch, (tuple, list)) else batch, tf.float32)
         codes.append(model.encode(images)[2].numpy())
-    return np.concatenate(codes).astype(np.float64)
+        if mirrored:
+            mirror_codes.append(model.encode(tf.reverse(images, axis=[2]))[2].numpy())
+    return np.concatenate(codes + mirror_codes).astype(np.float64)
 
 
 def _standard_normal_log_prob(z: np.ndarray) -> np.ndarray:
     return -0.5 * np.sum(z**2 + _LOG_2PI, axis=1)
 
 
-def fit_latent_prior(model, train: tf.data.Dataset, validation: tf.data.Dataset, seed: int = 0) -> dict:
+def fit_latent_prior(model, train: tf.data.Dataset, validation: tf.data.Dataset, seed: int = 0,
+                     mirrored: bool = False) -> dict:
     """Fit the prior ``model.config`` asks for to the posterior means of ``train`` and install it in ``model``.
+
+    ``mirrored`` (for a model trained with random horizontal flips): fit to the codes of the training images and of
+    their mirror images, both of which the decoder trained on; the held-out codes stay those of the images as they are.
 
     Returns what prior.json and metrics.json record: the kind, the codes fitted on, the Ledoit-Wolf shrinkage
     of the one Gaussian (None for a mixture), and the mean log-density (nats per code) of the held-out
@@ -359,13 +366,13 @@ def fit_latent_prior(model, train: tf.data.Dataset, validation: tf.data.Dataset,
     if model.prior is None:
         raise ValueError(f"model has the standard prior; nothing to fit (prior={model.config.prior!r})")
     config = model.config
-    codes = encode_codes(model, train)
+    codes = encode_codes(model, train, mirrored=mirrored)
     fitted = fit_prior(codes, config.prior, components=config.prior_components, num_flows=config.prior_flows,
                        flow_type=config.prior_flow_type, seed=seed)
     model.set_prior(fitted)
     held_out = encode_codes(model, validation)
     one_gaussian = config.prior == "flow" or config.prior_components == 1
-    return {"kind": config.prior, "description": fitted.describe(), "fitted_on": "posterior means",
+    return {"kind": config.prior, "description": fitted.describe(), "fitted_on": "posterior means" + (" of the images and their mirror images" if mirrored else ""),
             "covariance_shrinkage": ledoit_wolf_shrinkage(codes) if one_gaussian else None,
             "train_codes": int(len(codes)), "validation_codes": int(len(held_out)),
             "validation_log_prob": float(np.mean(model.prior.log_prob(held_out).numpy())),

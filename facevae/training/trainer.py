@@ -149,10 +149,11 @@ def recalibrate_batch_norm(model: FaceVAE, train: tf.data.Dataset, batches: int)
 
 
 def fit_and_save_prior(model: FaceVAE, run: RunDir, train: tf.data.Dataset, validation: tf.data.Dataset,
-                       seed: int = 0, source: str | None = None) -> dict:
-    """Fit the model's latent prior (facevae.model.prior.fit_latent_prior), install it, and write ``prior.npz``
-    and ``prior.json`` (held-out log-density under the fit and under N(0, I)) into the run directory."""
-    result = prior_lib.fit_latent_prior(model, train, validation, seed=seed)
+                       seed: int = 0, source: str | None = None, mirrored: bool = False) -> dict:
+    """Fit the model's latent prior (facevae.model.prior.fit_latent_prior; ``mirrored``: to the training images and
+    their mirror images), install it, and write ``prior.npz`` and ``prior.json`` (held-out log-density under the fit
+    and under N(0, I)) into the run directory."""
+    result = prior_lib.fit_latent_prior(model, train, validation, seed=seed, mirrored=mirrored)
     prior_lib.save_prior(run.prior, model.prior)
     atomic.write_json(run.prior_json, {**result, **({"model": source} if source else {})})
     return result
@@ -676,7 +677,8 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
     if not chief:
         return TrainResult(run.path, export_dir, metrics, model)
     if model.prior is not None:  # fitted to the training codes; the export's sample endpoint maps noise through it
-        metrics["prior"] = fit_and_save_prior(model, run, last_train, data.validation, seed=config.train.seed)
+        metrics["prior"] = fit_and_save_prior(model, run, last_train, data.validation, seed=config.train.seed,
+                                              mirrored=config.data.flip)  # it trained on both orientations
         # the epoch sheets sample N(0, I) (the prior is fitted only now): 32 samples through the fit
         noise = np.random.default_rng(config.train.seed).standard_normal((32, config.model.latent_dim))
         plots.save_image_grid(run.prior_samples, model.sample(noise=noise.astype(np.float32)).numpy())

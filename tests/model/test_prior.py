@@ -156,6 +156,22 @@ def test_flow_prior_log_density_is_the_change_of_variables_with_the_autodiff_jac
     assert layer.log_prob(codes).numpy().mean() > gaussian.log_prob(codes).numpy().mean() + 0.1
 
 
+def test_mirrored_fit_takes_the_codes_of_the_images_and_of_their_mirror_images():
+    model = FaceVAE(tiny_model_config(latent_dim=4, prior="gmm"), seed=0)
+    images = np.random.default_rng(3).uniform(size=(24, 32, 32, 3)).astype(np.float32)
+    train = tf.data.Dataset.from_tensor_slices(images).batch(8)
+    validation = tf.data.Dataset.from_tensor_slices(images[:8]).batch(8)
+    own, mirror = model.encode(images)[2].numpy(), model.encode(images[:, :, ::-1].copy())[2].numpy()
+    assert np.abs(own - mirror).max() > 1e-3  # the mirror images are other codes
+    np.testing.assert_allclose(prior.encode_codes(model, train, mirrored=True), np.concatenate([own, mirror]),
+                               atol=1e-5)
+    info = prior.fit_latent_prior(model, train, validation, mirrored=True)
+    assert (info["train_codes"], info["validation_codes"]) == (48, 8) and "mirror images" in info["fitted_on"]
+    expected = prior.fit_prior(np.concatenate([own, mirror]), "gmm", components=1)
+    np.testing.assert_allclose(model.prior.log_prob(own).numpy(), expected.log_prob(own).numpy(), rtol=1e-4)
+    assert info["validation_log_prob"] == pytest.approx(float(np.mean(expected.log_prob(own[:8]).numpy())), rel=1e-4)
+
+
 @pytest.mark.parametrize("kind", ["gmm", "flow"])
 def test_model_samples_through_its_fitted_prior_and_keeps_it_in_the_keras_file(tmp_path, kind):
     extra = dict(prior_components=2) if kind == "gmm" else dict(prior_flows=2)

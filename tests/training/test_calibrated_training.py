@@ -27,14 +27,15 @@ def _tensorboard_tags(directory):
 
 
 def test_training_logs_sigma_fits_the_prior_and_the_export_samples_through_it(tiny_config):
-    config = tiny_config("fitted", sigma="learned", prior="gmm", epochs=3)
+    config = tiny_config("fitted", sigma="learned", prior="gmm", epochs=3, flip=True)
     result = fit(config, verbose=0)
     run = result.run_dir
     info = json.load(open(os.path.join(run, "metrics.json")))["prior"]
     assert info == json.load(open(os.path.join(run, "prior.json")))
     sheet = np.asarray(Image.open(os.path.join(run, "samples", "fitted-prior.png")))  # 32 samples through the fit
     assert sheet.ndim == 3 and sheet.std() > 1.0
-    assert (info["kind"], info["train_codes"], info["validation_codes"]) == ("gmm", 192, 64)
+    # a flipping run's prior is fitted to its 192 training images and their mirror images
+    assert (info["kind"], info["train_codes"], info["validation_codes"]) == ("gmm", 2 * 192, 64)
     assert info["validation_log_prob"] > info["validation_log_prob_standard_normal"]
     assert 0.0 < info["covariance_shrinkage"] <= 1.0  # one Gaussian: its covariance is shrunk (Ledoit-Wolf)
     header = open(os.path.join(run, "history.csv")).readline().strip().split(",")
