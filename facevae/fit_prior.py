@@ -131,8 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.link_export(target)
     shrinkage = result["covariance_shrinkage"]
     shrunk = f" (covariance shrunk by {shrinkage:.3f}, Ledoit-Wolf)" if shrinkage is not None else ""
-    print(f"fitted a {result['description']}{shrunk} to {result['train_codes']} training codes ({result['fitted_on']}): held-out log-density "
-          f"{result['validation_log_prob']:.1f} nats per code (N(0, I): "
+    print(f"fitted a {result['description']}{shrunk} to {result['train_codes']} training codes "
+          f"({result['fitted_on']}): held-out log-density {result['validation_log_prob']:.1f} nats per code (N(0, I): "
           f"{result['validation_log_prob_standard_normal']:.1f}); wrote {run.prior}; re-exported {target}; "
           f"{checkpoint_note}")
     return 0

@@ -372,7 +372,8 @@ def fit_latent_prior(model, train: tf.data.Dataset, validation: tf.data.Dataset,
     model.set_prior(fitted)
     held_out = encode_codes(model, validation)
     one_gaussian = config.prior == "flow" or config.prior_components == 1
-    return {"kind": config.prior, "description": fitted.describe(), "fitted_on": "posterior means" + (" of the images and their mirror images" if mirrored else ""),
+    fitted_on = "posterior means" + (" of the images and their mirror images" if mirrored else "")
+    return {"kind": config.prior, "description": fitted.describe(), "fitted_on": fitted_on,
             "covariance_shrinkage": ledoit_wolf_shrinkage(codes) if one_gaussian else None,
             "train_codes": int(len(codes)), "validation_codes": int(len(held_out)),
             "validation_log_prob": float(np.mean(model.prior.log_prob(held_out).numpy())),

@@ -627,7 +627,8 @@ def _fit(config, changes, resume, run, export_dir, strategy, chief, data, callba
                    _EpochArtifacts(run, data.preview, guard, config.train.seed, stage, config.train.keep_checkpoints)]
     verbose = (1 if verbose == "auto" else verbose) if chief else 0
     callback_list = keras.callbacks.CallbackList(
-        [_KLWarmup(config.train.kl_warmup_epochs, config.train.kl_weight), schedule, guard, _SigmaLog(), *writers, *(callbacks or [])],
+        [_KLWarmup(config.train.kl_warmup_epochs, config.train.kl_weight), schedule, guard, _SigmaLog(), *writers,
+         *(callbacks or [])],
         add_history=True, add_progbar=verbose != 0, model=model,
         verbose=verbose, epochs=config.train.epochs, steps=config.train.steps_per_epoch,
     )
