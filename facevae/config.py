@@ -26,7 +26,7 @@ __all__ = [
     "LR_SCHEDULES",
     "SIGMA_MODES",
     "PRIORS",
-    "LEGACY_DECODER_KERNEL",
+    "LEGACY_MODEL_FIELDS",
     "STRATEGIES",
     "LIKELIHOODS",
     "FLOW_TYPES",
@@ -52,8 +52,9 @@ JIT_CHOICES = ("auto", "on", "off")
 LR_SCHEDULES = ("constant", "cosine")
 SEED_MAX = 2**32 - 1  # the seeds of numpy and keras.utils.set_random_seed are 32-bit
 SIGMA_MODES = ("learned", "optimal")
-# Decoder kernel of models saved before ``decoder_kernel`` existed (their configs lack the field).
-LEGACY_DECODER_KERNEL = 3
+# What a saved model config that lacks one of these fields (saved before the field existed) describes: the old
+# 3x3 decoder kernels, amortized flows that read the encoder's features unscaled.
+LEGACY_MODEL_FIELDS = {"decoder_kernel": 3, "amortized_fan_in_scaled": False}
 
 
 def flag(help: str, **options: Any) -> dict:
@@ -208,7 +209,10 @@ class ModelConfig:
     decoder_kernel: side of the conv decoder's stride-2 Conv2DTranspose kernels. 4 (a multiple of the stride)
     gives every output pixel the same number of taps, which removes the strong seam grid of 3x3 kernels (though the
     trained taps of even and odd pixels still differ: see decoder_resize_blocks); models saved before this field
-    existed load with their 3x3 kernels (LEGACY_DECODER_KERNEL).
+    existed load with their 3x3 kernels (LEGACY_MODEL_FIELDS).
+    amortized_fan_in_scaled: amortized flows read the encoder's features divided by their number F, so one Adam step
+    moves a predicted flow parameter about as far as a global one (facevae.flows.layers); models saved before the
+    field existed load unscaled. Not a flag: unscaled amortized flows at latent 800 did not train.
     log_var_max: soft upper bound m on the posterior log-variance, log_var = m - softplus(m - raw) <= m (the
     slope sigmoid(m - raw) is near 1 well below m); None (the default, and models saved before the field existed):
     unbounded. The face presets use 2 (sd at most e times the prior's; a dimension the decoder ignores has its
@@ -245,6 +249,7 @@ class ModelConfig:
     flow_type: str = field(default="planar", metadata=flag(
         "kind of each of the K flows (facevae/flows/registry.py): planar y = z + u_hat tanh(w.z + b), radial "
         "y = z + beta (z - z0) / (alpha + |z - z0|)", choices=flow_type_names))
+    amortized_fan_in_scaled: bool = True
     likelihood: str = field(default="gaussian", metadata=flag(
         "p(x|z): gaussian (--sigma: fixed, learned or optimal), bernoulli (binary pixels), mse (r_loss_factor * MSE, the published "
         "face recipe)", choices=likelihood_names))
@@ -309,6 +314,9 @@ class ModelConfig:
             raise ValueError(f"flows must be >= 0. Received: flows={self.flows!r}")
         _choice("flow mode", self.flow_mode, FLOW_MODES)
         _choice("flow type", self.flow_type, flow_type_names())
+        if not isinstance(self.amortized_fan_in_scaled, bool):
+            raise ValueError("amortized_fan_in_scaled must be True or False. "
+                             f"Received: amortized_fan_in_scaled={self.amortized_fan_in_scaled!r}")
         _choice("likelihood", self.likelihood, likelihood_names())
         if isinstance(self.sigma, str):
             _choice("sigma", self.sigma, SIGMA_MODES)
@@ -489,8 +497,8 @@ class RunConfig:
         if not isinstance(values.get("changes", []), list):
             raise ValueError(f"'changes' must be a list. Received: {values['changes']!r}")
         model = dict(values.get("model", {}))
-        if model:  # a config saved before decoder_kernel existed describes a model with the old 3x3 decoder
-            model.setdefault("decoder_kernel", LEGACY_DECODER_KERNEL)
+        if model:  # a config saved before a field existed describes the model that field's old behaviour gave
+            model = {**LEGACY_MODEL_FIELDS, **model}
         if model.get("prior") == "gaussian":  # the name of the one-Gaussian prior on the research branch
             model["prior"], model["prior_components"] = "gmm", 1
         if "filters" in model:

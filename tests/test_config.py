@@ -45,7 +45,7 @@ def test_a_saved_config_without_decoder_kernel_is_the_old_3x3_decoder(tmp_path):
 
     values = preset("folder").to_dict()
     for key in ("decoder_kernel", "prior", "prior_components", "prior_flows", "prior_flow_type", "sigma_shared",
-                "refine_steps", "refine_rate"):
+                "refine_steps", "refine_rate", "amortized_fan_in_scaled"):
         del values["model"][key]
     values["model"]["sigma"] = 0.1
     del values["train"]["precise_bn_batches"]
@@ -54,6 +54,8 @@ def test_a_saved_config_without_decoder_kernel_is_the_old_3x3_decoder(tmp_path):
     loaded = RunConfig.load(str(path)).validate()
     assert (loaded.model.decoder_kernel, loaded.model.prior, loaded.model.sigma) == (3, "standard", 0.1)
     assert loaded.model.refine_steps == 0  # an older run reconstructs from the encoder's codes, as it did
+    assert loaded.model.amortized_fan_in_scaled is False  # and its amortized flows read unscaled features
+    assert preset("folder").model.amortized_fan_in_scaled is True
     # the research branch's name of the one-Gaussian prior
     values["model"]["prior"] = "gaussian"
     path.write_text(json.dumps(values))

@@ -14,6 +14,14 @@ w ~ Normal(0, 1/d), b = 0, a mild invertible contraction). In amortized mode the
 exactly those values and its kernel is small (truncated normal, variance ``amortized_kernel_scale`` / F,
 1e-4 / F for planar), so per-example parameters start near a global flow.
 
+Step size of amortized parameters (``fan_in_scaled``, on for new layers): the Dense reads h / F, its kernel stored
+F times larger (so the initial parameters are as above). Adam moves every stored weight by about the learning rate
+lr per step, so a predicted parameter moves by at most lr (1 + mean_f |h_f|), about a global parameter's step.
+Reading h itself, it moves by up to lr (1 + sum_f |h_f|): with the face presets' F = 4,096 encoder features of
+mean size 0.46 that is about 1,900 lr, and at latent 800 four planar flows pushed the codes about 37 units within
+a few steps of 5e-4, saturating tanh (log-det 0) and keeping the training loss above global flows' for epochs
+(README, "Planar flows on the posterior, on real faces"). Layers saved before the option existed load without it.
+
 ``PlanarFlows`` is ``Flows`` with flow_type="planar", kept under its registered name ``facevae>PlanarFlows`` so
 `.keras` files saved before the registry load unchanged (same weight names and order).
 
@@ -50,6 +58,8 @@ class Flows(keras.layers.Layer):
       latent_dim: d >= 1.
       mode: "global" (weights owned by the layer) or "amortized" (predicted from `features`).
       flow_type: a name in facevae.flows.registry.FLOW_TYPES ("planar", ...).
+      fan_in_scaled: amortized mode: the Dense reads features / F (see the module docstring); False is the
+        unscaled layer of files saved before the option existed.
       **kwargs: standard Layer arguments (name, dtype, ...).
 
     Call:
@@ -58,7 +68,8 @@ class Flows(keras.layers.Layer):
       sum_k log|det dz_k/dz_{k-1}|.
     """
 
-    def __init__(self, num_flows: int, latent_dim: int, mode: str = "global", flow_type: str = "planar", **kwargs):
+    def __init__(self, num_flows: int, latent_dim: int, mode: str = "global", flow_type: str = "planar",
+                 fan_in_scaled: bool = True, **kwargs):
         super().__init__(**kwargs)
         if isinstance(num_flows, bool) or not isinstance(num_flows, (int, np.integer)) or num_flows < 0:
             raise ValueError(f"num_flows must be an integer >= 0. Received: num_flows={num_flows!r}")
@@ -72,8 +83,10 @@ class Flows(keras.layers.Layer):
         self.latent_dim = int(latent_dim)
         self.mode = mode
         self.flow_type = flow_type
+        self.fan_in_scaled = bool(fan_in_scaled)
         self.spec = flow_spec(flow_type)
         self.dense = None
+        self.feature_gain = 1.0  # 1 / F once built with fan_in_scaled
 
     def _initial_params(self, shape, dtype=None):
         """Initial parameters of all K flows flattened as [K * P]: the Dense bias initializer.
@@ -110,10 +123,12 @@ class Flows(keras.layers.Layer):
                     "mode='amortized' needs `features` [B, F] with a known F to build. "
                     f"Received: features shape {features_shape}"
                 )
+            fan_in = int(features_shape[-1])
+            self.feature_gain = 1.0 / fan_in if self.fan_in_scaled else 1.0
             self.dense = keras.layers.Dense(
                 k * self.spec.size(d),
                 kernel_initializer=keras.initializers.VarianceScaling(
-                    scale=self.spec.amortized_kernel_scale, distribution="truncated_normal"),
+                    scale=self.spec.amortized_kernel_scale / self.feature_gain**2, distribution="truncated_normal"),
                 bias_initializer=self._initial_params,
                 dtype=self.dtype_policy,
                 name="flow_params",
@@ -132,7 +147,7 @@ class Flows(keras.layers.Layer):
         else:
             if features is None:
                 raise ValueError("mode='amortized' requires `features` [B, F]. Received: features=None")
-            params = tf.reshape(self.dense(features), (-1, k, self.spec.size(d)))
+            params = tf.reshape(self.dense(features * self.feature_gain), (-1, k, self.spec.size(d)))
             values, start = {}, 0
             for parameter in self.spec.parameters:
                 if parameter.event_rank == 0:
@@ -175,8 +190,13 @@ class Flows(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"num_flows": self.num_flows, "latent_dim": self.latent_dim, "mode": self.mode,
-                       "flow_type": self.flow_type})
+                       "flow_type": self.flow_type, "fan_in_scaled": self.fan_in_scaled})
         return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Flows":
+        """A saved layer; one saved before ``fan_in_scaled`` existed reads its features unscaled."""
+        return cls(**{"fan_in_scaled": False, **config})
 
 
 @keras.saving.register_keras_serializable(package="facevae")

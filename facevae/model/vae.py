@@ -46,7 +46,7 @@ import tensorflow as tf
 from facevae.model import losses
 from facevae.model.objective import LOSS_TERMS, Objective
 from facevae.model.batchnorm import FusedBatchNormalization
-from facevae.config import LEGACY_DECODER_KERNEL, ModelConfig
+from facevae.config import LEGACY_MODEL_FIELDS, ModelConfig
 from facevae.flows import Flows
 from facevae.model.pixelcnn import AutoregressiveDecoder
 from facevae.model.prior import LatentPrior, prior_layer
@@ -187,8 +187,8 @@ class FaceVAE(keras.Model):
 
     def __init__(self, config: ModelConfig | dict, seed: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        if isinstance(config, dict):  # a saved model; one saved without decoder_kernel has the old 3x3 decoder
-            config = ModelConfig(**{"decoder_kernel": LEGACY_DECODER_KERNEL, **config,
+        if isinstance(config, dict):  # a saved model; fields it lacks take their old behaviour
+            config = ModelConfig(**{**LEGACY_MODEL_FIELDS, **config,
                                     "filters": tuple(config["filters"])})
         config.validate()
         self.config = config
@@ -202,7 +202,7 @@ class FaceVAE(keras.Model):
             self.decoder = build_decoder(config)
         # Sampling and flows run in float32 whatever the global dtype policy (mixed precision).
         self.flows = Flows(config.flows, config.latent_dim, mode=config.flow_mode, flow_type=config.flow_type,
-                           name="flows", dtype="float32")
+                           fan_in_scaled=config.amortized_fan_in_scaled, name="flows", dtype="float32")
         self.sampler = GaussianSampler(seed, name="sampler", dtype="float32")
         self.kl_weight = self.add_weight(
             shape=(), initializer="ones", trainable=False, name="kl_weight"

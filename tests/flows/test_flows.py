@@ -256,3 +256,44 @@ def test_layer_keras_file_round_trip(mode, tmp_path):
     reloaded = keras.models.load_model(path)
     for before, after in zip(model(args), reloaded(args)):
         np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize("fan_in_scaled", [True, False])
+def test_one_adam_step_moves_an_amortized_parameter_as_far_as_its_scaling_allows(fan_in_scaled):
+    """Adam's first step moves every weight by lr g / (|g| + eps) <= lr, so a parameter predicted from features h [F]
+    as b + gain * h.k moves by at most lr (1 + gain sum_f |h_f|): lr (1 + mean |h|) with gain 1 / F, about a global
+    parameter's step; unscaled (layers saved before the option) up to lr (1 + sum |h|), here about 1,900 lr."""
+    rng = np.random.default_rng(0)
+    fan_in, d, lr = 4096, 8, 1e-3
+    features = tf.constant(np.abs(rng.normal(size=(16, fan_in))).astype(np.float32) * 0.6)
+    z0 = tf.constant(rng.normal(size=(16, d)).astype(np.float32))
+    layer = PlanarFlows(2, d, mode="amortized", fan_in_scaled=fan_in_scaled)
+    layer(z0, features=features)
+    gain = 1.0 / fan_in if fan_in_scaled else 1.0
+    assert layer.feature_gain == gain
+    # the predicted parameters start alike either way: effective kernel variance 1e-4 / F
+    effective_kernel = layer.dense.kernel.numpy() * gain
+    np.testing.assert_allclose(effective_kernel.std(), np.sqrt(1e-4 / fan_in), rtol=0.02)
+
+    def parameters():
+        return layer.dense(features * gain).numpy()
+
+    before = parameters()
+    optimizer = keras.optimizers.Adam(lr)
+    with tf.GradientTape() as tape:
+        z_k, log_det = layer(z0, features=features)
+        loss = tf.reduce_sum(tf.square(z_k)) - tf.reduce_sum(log_det)
+    optimizer.apply(tape.gradient(loss, layer.trainable_weights), layer.trainable_weights)
+    moved = np.max(np.abs(parameters() - before))
+    mean_abs, sum_abs = np.abs(features.numpy()).mean(axis=1), np.abs(features.numpy()).sum(axis=1)
+    if fan_in_scaled:
+        assert moved <= lr * (1 + mean_abs.max()) * 1.001
+    else:
+        assert lr * (1 + mean_abs.max()) * 100 < moved <= lr * (1 + sum_abs.max()) * 1.001
+
+
+def test_a_layer_config_saved_before_fan_in_scaling_reads_features_unscaled():
+    config = PlanarFlows(3, 4, mode="amortized").get_config()
+    assert config["fan_in_scaled"] is True
+    del config["fan_in_scaled"]
+    assert PlanarFlows.from_config(config).fan_in_scaled is False

@@ -221,6 +221,14 @@ def test_learned_sigma_is_trained_and_optimal_sigma_is_not():
     assert optimal.log_sigma.numpy() == stored  # evaluation reads it, does not set it
 
 
+def test_amortized_flows_of_new_models_read_scaled_features_and_of_configs_without_the_field_unscaled():
+    new = FaceVAE(small_config(flows=2, flow_mode="amortized"), seed=0)
+    assert new.flows.fan_in_scaled is True
+    saved = new.get_config()
+    del saved["config"]["amortized_fan_in_scaled"]
+    assert FaceVAE.from_config(saved).flows.fan_in_scaled is False
+
+
 def test_decoder_kernel_is_4_for_new_models_and_3_for_configs_without_it(tmp_path):
     """New models get 4x4 transposed kernels; a config (or .keras file) saved before the field existed is the
     3x3 decoder, and the .keras file loads with equal outputs."""
